@@ -1,0 +1,176 @@
+//! `cargo run --release --bin predict`: classify pairs with a model folder.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use burn::prelude::Device;
+use clap::Parser;
+use indicatif::ProgressBar;
+use mvsa_sentiment::data::{self, LabFolder};
+use mvsa_sentiment::inference::Prepared;
+use mvsa_sentiment::{Classifier, Prediction};
+use serde_json::{Map, Value, json};
+
+/// Classify image + caption pairs as negative / neutral / positive.
+///
+/// Batch mode (--data, --list, --out) writes `guid,tag` for every guid of a train.txt-style
+/// list (its tag column is ignored). Single mode (--image and --text or --text-file) prints the
+/// label and the fused, image-branch and text-branch probabilities as JSON.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Model folder written by `train`.
+    #[arg(long, default_value = "www/model")]
+    model: PathBuf,
+    /// Lab folder holding data/<guid>.jpg|.txt (batch mode).
+    #[arg(long, requires = "list")]
+    data: Option<PathBuf>,
+    /// `guid,tag` list of pairs to classify (batch mode), e.g. test_without_label.txt.
+    #[arg(long, requires_all = ["data", "out"])]
+    list: Option<PathBuf>,
+    /// CSV to write (batch mode); `-` for standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Picture to classify (single mode).
+    #[arg(long, conflicts_with = "list")]
+    image: Option<PathBuf>,
+    /// Caption to classify (single mode).
+    #[arg(long, conflicts_with_all = ["list", "text_file"])]
+    text: Option<String>,
+    /// File holding the caption, read as raw bytes like the lab's data/<guid>.txt.
+    #[arg(long, conflicts_with = "list")]
+    text_file: Option<PathBuf>,
+    /// Pairs per forward pass in batch mode.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let device = Device::flex();
+    if let (Some(data), Some(list)) = (&args.data, &args.list) {
+        let out = args.out.as_ref().expect("clap requires --out with --list");
+        let classifier = Classifier::load(&args.model, &device)?;
+        return predict_list(&classifier, data, list, out, args.batch_size.max(1));
+    }
+    let caption = match (&args.text, &args.text_file) {
+        (Some(text), _) => Some(text.clone()),
+        (None, Some(path)) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Some(mvsa_sentiment::preprocess::decode_caption(&bytes))
+        }
+        (None, None) => None,
+    };
+    if args.image.is_none() && caption.is_none() {
+        bail!("nothing to classify: give --data/--list/--out, or --image and/or --text");
+    }
+    let classifier = Classifier::load(&args.model, &device)?;
+    let image = match &args.image {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?)
+        }
+        None => None,
+    };
+    let prepared = classifier
+        .prepare(image.as_deref(), caption.as_deref())
+        .with_context(|| match &args.image {
+            Some(path) => format!("cannot classify {}", path.display()),
+            None => "cannot classify the caption".to_string(),
+        })?;
+    let prediction = classifier.classify_prepared(&[prepared])?.remove(0);
+    println!("{}", serde_json::to_string_pretty(&to_json(&prediction))?);
+    Ok(())
+}
+
+fn to_json(p: &Prediction) -> Value {
+    let probs = |v: &Option<Vec<f32>>| match v {
+        Some(v) => Value::Object(
+            p.labels
+                .iter()
+                .zip(v)
+                .map(|(l, x)| (l.clone(), json!(x)))
+                .collect::<Map<_, _>>(),
+        ),
+        None => Value::Null,
+    };
+    json!({
+        "label": p.label,
+        "probabilities": {
+            "fused": probs(&Some(p.fused.clone())),
+            "image": probs(&p.image),
+            "text": probs(&p.text),
+        }
+    })
+}
+
+/// Classify every guid of `list`. A pair whose picture cannot be read is classified from its
+/// caption alone, with a warning; a pair whose caption cannot be read is an error.
+fn predict_list(
+    classifier: &Classifier,
+    data_dir: &std::path::Path,
+    list: &std::path::Path,
+    out: &std::path::Path,
+    batch_size: usize,
+) -> Result<()> {
+    let folder = LabFolder::open(data_dir)?;
+    let rows = data::read_list(list)?;
+    let progress = ProgressBar::new(rows.len() as u64);
+    let mut prepared = Vec::with_capacity(rows.len());
+    let mut fallbacks = 0;
+    for row in &rows {
+        let guid = &row.guid;
+        let mut warn = |what: String| {
+            progress.suspend(|| eprintln!("warning: guid {guid}: {what}"));
+            fallbacks += 1;
+        };
+        let caption = folder.read_caption(guid)?;
+        let caption = if caption.is_empty() {
+            warn(format!(
+                "{} is empty; using the picture alone",
+                folder.caption_path(guid).display()
+            ));
+            None
+        } else {
+            Some(caption)
+        };
+        let image = match folder.read_image(guid) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                warn(format!("{e:#}; using the caption alone"));
+                None
+            }
+        };
+        let pair: Prepared = match classifier.prepare(image.as_deref(), caption.as_deref()) {
+            Ok(pair) => pair,
+            Err(e) if image.is_some() && caption.is_some() => {
+                let path = folder.image_path(guid);
+                warn(format!("{}: {e}; using the caption alone", path.display()));
+                classifier.prepare(None, caption.as_deref())?
+            }
+            Err(e) => bail!("guid {guid}: cannot classify ({e})"),
+        };
+        prepared.push(pair);
+    }
+    let mut predictions = Vec::with_capacity(rows.len());
+    for chunk in prepared.chunks(batch_size) {
+        predictions.extend(classifier.classify_prepared(chunk)?);
+        progress.inc(chunk.len() as u64);
+    }
+    progress.finish_and_clear();
+    let mut csv = String::from("guid,tag\n");
+    for (row, p) in rows.iter().zip(&predictions) {
+        csv.push_str(&format!("{},{}\n", row.guid, p.label));
+    }
+    if out.as_os_str() == "-" {
+        std::io::stdout().write_all(csv.as_bytes())?;
+    } else {
+        std::fs::write(out, csv).with_context(|| format!("cannot write {}", out.display()))?;
+        eprintln!("wrote {} predictions to {}", rows.len(), out.display());
+    }
+    if fallbacks > 0 {
+        eprintln!("warning: {fallbacks} pairs were classified from one part alone");
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! The model folder format: config + tokenizer + burnpack weights saved, loaded back, and giving
+//! identical predictions; mismatched or broken parts give errors, not panics.
+
+use std::path::Path;
+
+use burn::prelude::*;
+use mvsa_sentiment::inference::Prepared;
+use mvsa_sentiment::model::ModelInput;
+use mvsa_sentiment::preprocess::{TextPreprocessor, decode_caption, train_tokenizer};
+use mvsa_sentiment::{Classifier, Error, Modality, ModelConfig};
+
+fn fixture_pairs() -> Vec<(Vec<u8>, String)> {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mini/data");
+    let mut guids: Vec<String> = std::fs::read_dir(&data)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".jpg").map(str::to_string)
+        })
+        .collect();
+    guids.sort();
+    guids
+        .iter()
+        .map(|g| {
+            let image = std::fs::read(data.join(format!("{g}.jpg"))).unwrap();
+            let caption = decode_caption(&std::fs::read(data.join(format!("{g}.txt"))).unwrap());
+            (image, caption)
+        })
+        .collect()
+}
+
+/// A small model whose batch-norm statistics have moved away from their initial values, so a
+/// load that dropped them would show.
+fn trained_looking_model(pairs: &[(Vec<u8>, String)]) -> (ModelConfig, Classifier) {
+    let tokenizer = train_tokenizer(pairs.iter().map(|p| p.1.as_str()), 300).unwrap();
+    let mut config = ModelConfig::new(Modality::Both, tokenizer.get_vocab_size(true));
+    config.image.size = 32;
+    config.image.resize = 36;
+    config.text.max_len = 24;
+    let text = TextPreprocessor::new(tokenizer, config.text.clone()).unwrap();
+    let device = Device::flex().autodiff();
+    device.seed(11);
+    let model = config.init(&device);
+    let plain = Device::flex();
+    let helper = Classifier::new(config.clone(), model.valid(), text.clone(), &plain);
+    let prepared: Vec<Prepared> = pairs
+        .iter()
+        .map(|(i, c)| helper.prepare(Some(i), Some(c)).unwrap())
+        .collect();
+    // Training-mode forwards update batch-norm running statistics.
+    for _ in 0..3 {
+        let pixels = prepared
+            .iter()
+            .flat_map(|p| p.image.clone().unwrap())
+            .collect();
+        let images = ModelInput::images(pixels, prepared.len(), 32, &device);
+        let tokens = ModelInput::tokens(
+            prepared.iter().map(|p| p.tokens.as_ref().unwrap()),
+            24,
+            &device,
+        );
+        let _ = model.forward(ModelInput {
+            images: Some(images),
+            tokens: Some(tokens),
+        });
+    }
+    (
+        config.clone(),
+        Classifier::new(config, model.valid(), text, &plain),
+    )
+}
+
+#[test]
+fn saved_and_loaded_models_predict_identically() {
+    let pairs = fixture_pairs();
+    let (config, original) = trained_looking_model(&pairs);
+    let device = Device::flex();
+    let weights = original
+        .model()
+        .clone()
+        .into_record()
+        .into_bytes()
+        .unwrap()
+        .to_vec();
+    let tokenizer = original
+        .text_preprocessor()
+        .tokenizer()
+        .to_string(false)
+        .unwrap();
+    let loaded = Classifier::from_bytes(
+        config.to_json().as_bytes(),
+        tokenizer.as_bytes(),
+        weights.clone(),
+        &device,
+    )
+    .unwrap();
+    assert_eq!(loaded.config(), &config);
+
+    let classify = |c: &Classifier| {
+        let prepared: Vec<Prepared> = pairs
+            .iter()
+            .map(|(i, t)| c.prepare(Some(i), Some(t)).unwrap())
+            .collect();
+        c.classify_prepared(&prepared).unwrap()
+    };
+    let (a, b) = (classify(&original), classify(&loaded));
+    assert_eq!(a.len(), pairs.len());
+    assert_eq!(a, b, "loaded model must predict exactly like the saved one");
+
+    // A freshly initialised model of the same shape predicts differently: the load mattered.
+    device.seed(99);
+    let fresh = Classifier::new(
+        config.clone(),
+        config.init(&device),
+        loaded.text_preprocessor().clone(),
+        &device,
+    );
+    assert_ne!(classify(&fresh), a);
+
+    // Each part of the folder can be wrong; each gives its own error.
+    let mut other = config.clone();
+    other.text.embed_dim += 8;
+    let err = Classifier::from_bytes(
+        other.to_json().as_bytes(),
+        tokenizer.as_bytes(),
+        weights.clone(),
+        &device,
+    );
+    assert!(matches!(err, Err(Error::Weights(_))), "{:?}", err.err());
+    let err = Classifier::from_bytes(
+        config.to_json().as_bytes(),
+        tokenizer.as_bytes(),
+        b"not burnpack".to_vec(),
+        &device,
+    );
+    assert!(matches!(err, Err(Error::Weights(_))));
+    let err = Classifier::from_bytes(config.to_json().as_bytes(), b"{}", weights.clone(), &device);
+    assert!(matches!(err, Err(Error::Tokenizer(_))));
+    let err = Classifier::from_bytes(b"{\"labels\": []}", tokenizer.as_bytes(), weights, &device);
+    assert!(matches!(err, Err(Error::Config(_))));
+}
+
+#[test]
+fn branch_probabilities_and_partial_inputs() {
+    let pairs = fixture_pairs();
+    let (_, classifier) = trained_looking_model(&pairs);
+    let (image, caption) = &pairs[0];
+    let both = classifier.classify(Some(image), Some(caption)).unwrap();
+    for probs in [Some(&both.fused), both.image.as_ref(), both.text.as_ref()] {
+        let probs = probs.expect("both branches report");
+        assert_eq!(probs.len(), 3);
+        assert!((probs.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+    // One part alone: that branch's head is the answer, and agrees with its value above.
+    let text_only = classifier.classify(None, Some(caption)).unwrap();
+    assert!(text_only.image.is_none());
+    assert_eq!(text_only.fused, text_only.text.clone().unwrap());
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5);
+    assert!(close(&text_only.fused, both.text.as_ref().unwrap()));
+    let image_only = classifier.classify(Some(image), None).unwrap();
+    assert!(close(&image_only.fused, both.image.as_ref().unwrap()));
+    assert!(matches!(
+        classifier.classify(None, None),
+        Err(Error::NoInput)
+    ));
+    assert!(matches!(
+        classifier.classify(Some(b"nope"), Some("hi")),
+        Err(Error::Image(_))
+    ));
+}
