@@ -54,11 +54,11 @@ pub struct ImageConfig {
 impl Default for ImageConfig {
     fn default() -> Self {
         Self {
-            size: 64,
-            resize: 72,
+            size: 32,
+            resize: 36,
             mean: [0.485, 0.456, 0.406],
             std: [0.229, 0.224, 0.225],
-            channels: vec![32, 64, 96, 128],
+            channels: vec![16, 32, 64, 128],
             max_side: 12_000,
         }
     }

@@ -5,7 +5,8 @@
 //! caption decoding and tokenisation) → [`model`] (image branch, text branch, fusion head) →
 //! [`training`] (native only) / [`inference`] (native and wasm).
 //!
-//! Everything outside `data`, `training` and `plots` compiles for `wasm32-unknown-unknown`.
+//! Everything outside `data`, `training` and `plots` compiles for `wasm32-unknown-unknown`;
+//! [`web`] is the page's wasm API.
 
 pub mod config;
 pub mod error;
@@ -20,6 +21,8 @@ pub mod data;
 pub mod plots;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod training;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use config::{Modality, ModelConfig};
 pub use error::{Error, Result};

@@ -6,7 +6,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
     BatchNorm, BatchNormConfig, BiLstm, BiLstmConfig, Dropout, DropoutConfig, Embedding,
-    EmbeddingConfig, Linear, LinearConfig, PaddingConfig2d, Relu,
+    EmbeddingConfig, Initializer, Linear, LinearConfig, PaddingConfig2d, Relu,
 };
 use burn::prelude::*;
 
@@ -128,7 +128,9 @@ impl ImageBranch {
     }
 }
 
-/// Embedding → bidirectional LSTM → masked mean and max over time → features; a linear head.
+/// Embedding → bidirectional LSTM → masked mean and max over time, next to the mean of the
+/// embeddings themselves (a bag-of-words path, which small data sets favour) → features; a
+/// linear head.
 #[derive(Module, Debug)]
 pub struct TextBranch {
     embedding: Embedding,
@@ -140,7 +142,14 @@ pub struct TextBranch {
 impl TextBranch {
     fn new(config: &TextConfig, classes: usize, dropout: f64, device: &Device) -> Self {
         Self {
-            embedding: EmbeddingConfig::new(config.vocab_size, config.embed_dim).init(device),
+            // Small initial embeddings (as Keras does): rare words, which stay near their
+            // initial values, then add little noise to the bag-of-words mean.
+            embedding: EmbeddingConfig::new(config.vocab_size, config.embed_dim)
+                .with_initializer(Initializer::Uniform {
+                    min: -0.05,
+                    max: 0.05,
+                })
+                .init(device),
             lstm: BiLstmConfig::new(config.embed_dim, config.hidden, true).init(device),
             dropout: DropoutConfig::new(dropout).init(),
             head: LinearConfig::new(Self::features(config), classes).init(device),
@@ -148,21 +157,22 @@ impl TextBranch {
     }
 
     fn features(config: &TextConfig) -> usize {
-        4 * config.hidden
+        config.embed_dim + 4 * config.hidden
     }
 
     /// Token ids `[batch, len]` and mask `[batch, len]` → (features, logits).
     pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
-        let x = self.dropout.forward(self.embedding.forward(ids));
-        let (x, _) = self.lstm.forward(x, None); // [batch, len, 2 * hidden]
-        let [batch, len, width] = x.dims();
+        let embedded = self.dropout.forward(self.embedding.forward(ids));
+        let (x, _) = self.lstm.forward(embedded.clone(), None); // [batch, len, 2 * hidden]
+        let [batch, len, _] = x.dims();
         let mask = mask.reshape([batch, len, 1]);
-        // Mean over real tokens (at least one, so an all-padding caption stays finite) ...
+        // Means over real tokens (at least one, so an all-padding caption stays finite) ...
         let count = mask.clone().sum_dim(1).clamp_min(1.0); // [batch, 1, 1]
+        let bag = (embedded * mask.clone()).sum_dim(1) / count.clone();
         let mean = (x.clone() * mask.clone()).sum_dim(1) / count;
-        // ... and max over real tokens (padding pushed far below any activation).
+        // ... and the max over real tokens (padding pushed far below any activation).
         let max = (x + (mask - 1.0) * 1e4).max_dim(1);
-        let features = Tensor::cat(vec![mean, max], 2).reshape([batch, 2 * width]);
+        let features = Tensor::cat(vec![bag, mean, max], 2).flatten(1, 2);
         let features = self.dropout.forward(features);
         let logits = self.head.forward(features.clone());
         (features, logits)

@@ -33,6 +33,7 @@ pub fn training_curves(history: &[EpochLog], best_epoch: usize, path: &Path) -> 
     chart
         .configure_mesh()
         .x_desc("epoch")
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()
         .map_err(|e| fail(path)(Box::new(e)))?;
     let series = |f: fn(&EpochLog) -> f64| -> Vec<(f64, f64)> {
@@ -68,6 +69,7 @@ pub fn training_curves(history: &[EpochLog], best_epoch: usize, path: &Path) -> 
     chart
         .configure_mesh()
         .x_desc("epoch")
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()
         .map_err(|e| fail(path)(Box::new(e)))?;
     for (name, data, color) in [
@@ -113,6 +115,7 @@ pub fn confusion_matrix(metrics: &Metrics, path: &Path) -> Result<()> {
     let font = ("sans-serif", 16).into_font();
     draw(root.draw(&Text::new(title, (10, 12), font.clone())))?;
     draw(root.draw(&Text::new("predicted →", (x0, 38), font.clone())))?;
+    draw(root.draw(&Text::new("true ↓", (10, 38), font.clone())))?;
     let labels: Vec<&str> = metrics.per_class.iter().map(|c| c.label.as_str()).collect();
     for (i, row) in metrics.confusion.iter().enumerate() {
         let total: usize = row.iter().sum::<usize>().max(1);

@@ -53,26 +53,29 @@ pub struct TrainingOptions {
     pub max_len: usize,
     pub image_size: usize,
     pub dropout: f64,
+    /// Share of caption tokens replaced by `[UNK]` in each training batch (augmentation).
+    pub word_dropout: f64,
 }
 
 impl Default for TrainingOptions {
     fn default() -> Self {
         Self {
             modality: Modality::Both,
-            epochs: 30,
+            epochs: 12,
             batch_size: 32,
             lr: 1e-3,
             seed: 42,
             val_fraction: 0.15,
             limit: None,
-            patience: 6,
-            select: Selection::MacroF1,
+            patience: 5,
+            select: Selection::Accuracy,
             class_weight_power: 0.5,
             branch_loss_weight: 0.5,
             vocab_size: 6000,
             max_len: 40,
-            image_size: 64,
+            image_size: 32,
             dropout: 0.3,
+            word_dropout: 0.1,
         }
     }
 }
@@ -249,7 +252,11 @@ impl Trainer {
         let train = to_examples(&train_idx)?;
         let valid = to_examples(&valid_idx)?;
 
-        let (model, history, best_epoch) = self.fit(&config, &images, &train, &valid)?;
+        let unk = text
+            .tokenizer()
+            .token_to_id(crate::preprocess::UNK)
+            .context("tokenizer lost its unknown token")?;
+        let (model, history, best_epoch) = self.fit(&config, &images, &train, &valid, unk)?;
 
         // Final numbers come from the kept model, evaluated once more.
         let eval = evaluate(&model, &config, &images, &valid)?;
@@ -299,6 +306,7 @@ impl Trainer {
         images: &ImagePreprocessor,
         train: &[Example],
         valid: &[Example],
+        unk: u32,
     ) -> Result<(SentimentModel, Vec<EpochLog>, usize)> {
         let o = &self.options;
         let device = Device::flex().autodiff();
@@ -324,6 +332,8 @@ impl Trainer {
         let mut best: Option<(f64, usize, SentimentModel)> = None;
         let mut order: Vec<usize> = (0..train.len()).collect();
         let margin = config.image.resize - config.image.size;
+        let steps = o.epochs * train.len().div_ceil(o.batch_size);
+        let mut step = 0;
         for epoch in 1..=o.epochs {
             let started = Instant::now();
             order.shuffle(&mut rng);
@@ -351,7 +361,20 @@ impl Trainer {
                         )
                     })
                     .collect();
-                let input = batch_input(config, images, &batch, Some(&crops), &device);
+                // ... and a few caption tokens hidden behind [UNK].
+                let tokens: Vec<Tokens> = batch
+                    .iter()
+                    .map(|e| {
+                        let mut tokens = e.tokens.clone();
+                        for id in &mut tokens.ids[..tokens.len] {
+                            if rng.random_bool(o.word_dropout) {
+                                *id = unk;
+                            }
+                        }
+                        tokens
+                    })
+                    .collect();
+                let input = batch_input(config, images, &batch, Some((&crops, &tokens)), &device);
                 let targets = targets(&batch, &device);
                 let output = model.forward(input);
                 let mut loss = loss_fn.forward(output.fused, targets.clone());
@@ -369,7 +392,12 @@ impl Trainer {
                 );
                 loss_sum += value;
                 let grads = GradientsParams::from_grads(loss.backward(), &model);
-                model = optim.step(o.lr, model, grads);
+                // Cosine decay to 5 % of the initial rate over the epoch budget.
+                let progress = step as f64 / steps.max(1) as f64;
+                let lr =
+                    o.lr * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()));
+                step += 1;
+                model = optim.step(lr, model, grads);
                 bar.set_message(format!("{:.4}", loss_sum / (b + 1) as f64));
                 bar.inc(1);
             }
@@ -423,12 +451,15 @@ fn targets(batch: &[&Example], device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(labels, [batch.len()]), device)
 }
 
-/// Tensors for a batch; `crops` gives (left, top, mirror) per example, `None` the centre crop.
+/// (left, top, mirror) crop of each picture and the (noisy) tokens of each caption.
+type Augmented<'a> = (&'a [(usize, usize, bool)], &'a [Tokens]);
+
+/// Tensors for a batch: augmented, or `None` for the centre crop and the clean captions.
 fn batch_input(
     config: &ModelConfig,
     images: &ImagePreprocessor,
     batch: &[&Example],
-    crops: Option<&[(usize, usize, bool)]>,
+    augmented: Option<Augmented>,
     device: &Device,
 ) -> ModelInput {
     let images = config.modality.has_image().then(|| {
@@ -440,8 +471,8 @@ fn batch_input(
                     .image
                     .as_ref()
                     .expect("image branch examples carry images");
-                match crops {
-                    Some(c) => images.crop(stored, c[i].0, c[i].1, c[i].2),
+                match augmented {
+                    Some((c, _)) => images.crop(stored, c[i].0, c[i].1, c[i].2),
                     None => images.center(stored),
                 }
             })

@@ -59,6 +59,12 @@ struct Args {
     image_size: usize,
     #[arg(long, default_value_t = TrainingOptions::default().dropout)]
     dropout: f64,
+    /// Share of caption tokens hidden behind [UNK] in each training batch.
+    #[arg(long, default_value_t = TrainingOptions::default().word_dropout)]
+    word_dropout: f64,
+    /// Weight of each branch's own loss next to the fused loss (modality both).
+    #[arg(long, default_value_t = TrainingOptions::default().branch_loss_weight)]
+    branch_loss_weight: f64,
     /// No progress bars or per-epoch lines.
     #[arg(long, short)]
     quiet: bool,
@@ -81,7 +87,8 @@ fn main() -> Result<()> {
         max_len: args.max_len,
         image_size: args.image_size,
         dropout: args.dropout,
-        ..TrainingOptions::default()
+        branch_loss_weight: args.branch_loss_weight,
+        word_dropout: args.word_dropout,
     };
     let trainer = Trainer {
         options,

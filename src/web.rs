@@ -1,0 +1,248 @@
+//! The page's wasm API: load a model folder over HTTP (with progress and the Cache API), pick
+//! WebGPU or the CPU backend, and classify image bytes + a caption with the same preprocessing
+//! and model code as the native predictor. Every call returns `Result`; nothing blocks.
+
+use std::cell::RefCell;
+
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+use js_sys::{Function, Uint8Array};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::files;
+use crate::inference::{Classifier, Prediction};
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    // A Rust panic becomes a console error with its message instead of an opaque trap.
+    console_error_panic_hook::set_once();
+}
+
+thread_local! {
+    // wgpu's runtime can be initialised once per page; later models reuse the device.
+    static WEBGPU: RefCell<Option<Option<Device>>> = const { RefCell::new(None) };
+}
+
+fn js_err(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn now_ms() -> f64 {
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map_or(0.0, |p| p.now())
+}
+
+/// WebGPU if the browser has an adapter (once per page), else `None`.
+async fn webgpu_device() -> Option<Device> {
+    if let Some(known) = WEBGPU.with(|d| d.borrow().clone()) {
+        return known;
+    }
+    let has_gpu = web_sys::window()
+        .map(|w| js_sys::Reflect::has(&w.navigator(), &"gpu".into()).unwrap_or(false))
+        .unwrap_or(false);
+    let device = if has_gpu {
+        match Device::wgpu_options().init_async().await {
+            Ok(device) => Some(device),
+            Err(e) => {
+                web_sys::console::warn_1(&format!("WebGPU unavailable: {e}").into());
+                None
+            }
+        }
+    } else {
+        None
+    };
+    WEBGPU.with(|d| *d.borrow_mut() = Some(device.clone()));
+    device
+}
+
+/// Fetch `url` as bytes, answering from the Cache API when it can and storing what it fetched;
+/// `progress(loaded, total)` is called as chunks arrive (total 0 when unknown).
+async fn fetch_bytes(url: &str, progress: Option<&Function>) -> Result<Vec<u8>, JsError> {
+    let window = web_sys::window().ok_or_else(|| js_err("no window"))?;
+    let cache = match window.caches() {
+        Ok(storage) => JsFuture::from(storage.open("mvsa-model-v1"))
+            .await
+            .ok()
+            .map(web_sys::Cache::from),
+        Err(_) => None,
+    };
+    let cached = match &cache {
+        Some(cache) => JsFuture::from(cache.match_with_str(url))
+            .await
+            .ok()
+            .filter(|r| !r.is_undefined())
+            .map(web_sys::Response::from),
+        None => None,
+    };
+    let response = match cached {
+        Some(response) => response,
+        None => {
+            let response: web_sys::Response = JsFuture::from(window.fetch_with_str(url))
+                .await
+                .map_err(|_| js_err(format!("cannot fetch {url}")))?
+                .into();
+            if !response.ok() {
+                return Err(js_err(format!("{url}: HTTP {}", response.status())));
+            }
+            if let Some(cache) = &cache {
+                let copy = response
+                    .clone()
+                    .map_err(|_| js_err("cannot copy response"))?;
+                let _ = JsFuture::from(cache.put_with_str(url, &copy)).await;
+            }
+            response
+        }
+    };
+    let total = response
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let body = response
+        .body()
+        .ok_or_else(|| js_err(format!("{url}: empty body")))?;
+    let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let mut bytes = Vec::new();
+    loop {
+        let chunk = JsFuture::from(reader.read())
+            .await
+            .map_err(|_| js_err(format!("{url}: download interrupted")))?;
+        let done = js_sys::Reflect::get(&chunk, &"done".into())
+            .map(|d| d.as_bool().unwrap_or(false))
+            .unwrap_or(true);
+        if done {
+            break;
+        }
+        let value = js_sys::Reflect::get(&chunk, &"value".into())
+            .map_err(|_| js_err("bad stream chunk"))?;
+        bytes.extend(Uint8Array::new(&value).to_vec());
+        if let Some(progress) = progress {
+            let _ = progress.call2(&JsValue::NULL, &(bytes.len() as f64).into(), &total.into());
+        }
+    }
+    Ok(bytes)
+}
+
+/// What `classify` returns to JavaScript.
+#[derive(Serialize)]
+struct WebPrediction {
+    #[serde(flatten)]
+    prediction: Prediction,
+    backend: String,
+    ms: f64,
+}
+
+/// A loaded model folder, bound to one backend.
+#[wasm_bindgen]
+pub struct WebClassifier {
+    classifier: Classifier,
+    backend: String,
+}
+
+#[wasm_bindgen]
+impl WebClassifier {
+    /// Load the model folder at `base_url` (ending in `/`). `backend` is `"auto"` (WebGPU when
+    /// the browser has an adapter, else CPU), `"webgpu"` or `"cpu"`. `progress(loaded, total)`
+    /// follows the weights download.
+    pub async fn load(
+        base_url: String,
+        backend: String,
+        progress: Option<Function>,
+    ) -> Result<WebClassifier, JsError> {
+        let url = |name: &str| format!("{base_url}{name}");
+        let config = fetch_bytes(&url(files::CONFIG), None).await?;
+        let tokenizer = fetch_bytes(&url(files::TOKENIZER), None).await?;
+        let weights = fetch_bytes(&url(files::WEIGHTS), progress.as_ref()).await?;
+        Self::from_bytes(config, tokenizer, weights, backend).await
+    }
+
+    /// Build from the three files' bytes (see [`WebClassifier::load`] for `backend`).
+    #[wasm_bindgen(js_name = fromBytes)]
+    pub async fn from_bytes(
+        config: Vec<u8>,
+        tokenizer: Vec<u8>,
+        weights: Vec<u8>,
+        backend: String,
+    ) -> Result<WebClassifier, JsError> {
+        let (device, name) = match backend.as_str() {
+            "cpu" => (Device::flex(), "cpu"),
+            "webgpu" => match webgpu_device().await {
+                Some(device) => (device, "webgpu"),
+                None => return Err(js_err("this browser has no WebGPU adapter")),
+            },
+            "auto" => match webgpu_device().await {
+                Some(device) => (device, "webgpu"),
+                None => (Device::flex(), "cpu"),
+            },
+            other => {
+                return Err(js_err(format!(
+                    "unknown backend {other:?}; use auto, webgpu or cpu"
+                )));
+            }
+        };
+        let classifier =
+            Classifier::from_bytes(&config, &tokenizer, weights, &device).map_err(js_err)?;
+        Ok(WebClassifier {
+            classifier,
+            backend: name.to_string(),
+        })
+    }
+
+    /// `"webgpu"` or `"cpu"`.
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.backend.clone()
+    }
+
+    /// Class names in output order.
+    #[wasm_bindgen(getter)]
+    pub fn labels(&self) -> Vec<String> {
+        self.classifier.config().labels.clone()
+    }
+
+    /// Classify a picture (JPEG/PNG bytes) and/or a caption. Resolves to `{label, labels,
+    /// fused, image, text, backend, ms}`; rejects with a message on bad input.
+    pub async fn classify(
+        &self,
+        image: Option<Vec<u8>>,
+        caption: Option<String>,
+    ) -> Result<JsValue, JsError> {
+        let started = now_ms();
+        let prepared = self
+            .classifier
+            .prepare(image.as_deref(), caption.as_deref())
+            .map_err(js_err)?;
+        let output = self.classifier.forward(&[prepared]);
+        let fused = read(output.fused).await?;
+        let image = match output.image {
+            Some(t) => Some(read(t).await?),
+            None => None,
+        };
+        let text = match output.text {
+            Some(t) => Some(read(t).await?),
+            None => None,
+        };
+        let prediction = self.classifier.predictions(fused, image, text).remove(0);
+        let result = WebPrediction {
+            prediction,
+            backend: self.backend.clone(),
+            ms: now_ms() - started,
+        };
+        serde_wasm_bindgen::to_value(&result).map_err(js_err)
+    }
+}
+
+/// Softmax probabilities back on the host; async because a GPU read cannot block in a browser.
+async fn read(logits: Tensor<2>) -> Result<Vec<f32>, JsError> {
+    softmax(logits, 1)
+        .into_data_async()
+        .await
+        .map_err(|e| js_err(format!("{e:?}")))?
+        .try_into_vec::<f32>()
+        .map_err(|e| js_err(format!("{e:?}")))
+}
