@@ -4,7 +4,6 @@
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
-use burn::tensor::activation::softmax;
 use serde::Serialize;
 
 use crate::config::ModelConfig;
@@ -194,7 +193,7 @@ impl Classifier {
             let items: Vec<Prepared> = members.iter().map(|&i| batch[i].clone()).collect();
             let output = self.forward(&items);
             let host = |t: Tensor<2>| -> Result<Vec<f32>> {
-                softmax(t, 1)
+                burn::tensor::activation::softmax(t, 1)
                     .into_data()
                     .try_into_vec::<f32>()
                     .map_err(|e| Error::Tensor(format!("{e:?}")))

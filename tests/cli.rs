@@ -1,3 +1,4 @@
+#![cfg(not(target_arch = "wasm32"))]
 //! End-to-end: the `train` and `predict` binaries on the committed fixture folder (a dozen real
 //! pairs, one with an invalid-UTF-8 caption, two with 48 px pictures), and their errors.
 

@@ -1,3 +1,4 @@
+#![cfg(not(target_arch = "wasm32"))]
 //! The model folder format: config + tokenizer + burnpack weights saved, loaded back, and giving
 //! identical predictions; mismatched or broken parts give errors, not panics.
 
@@ -167,4 +168,44 @@ fn branch_probabilities_and_partial_inputs() {
         classifier.classify(Some(b"nope"), Some("hi")),
         Err(Error::Image(_))
     ));
+}
+
+#[test]
+fn shipped_model_folder_loads_and_matches_its_metrics() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("www/model");
+    let classifier = Classifier::load(&dir, &Device::flex()).expect("www/model loads");
+    assert_eq!(
+        classifier.config().labels,
+        ["negative", "neutral", "positive"]
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    // The metrics file describes this model: same modality and image size as its config,
+    // a confusion matrix that adds up to the validation count, and better than the majority
+    // class (59.7 %) on its own validation split.
+    let options = &metrics["options"];
+    assert_eq!(options["modality"], "both");
+    assert_eq!(
+        options["image_size"].as_u64().unwrap() as usize,
+        classifier.config().image.size
+    );
+    let validation = &metrics["validation"];
+    let total: u64 = validation["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|x| x.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, metrics["validation_pairs"].as_u64().unwrap());
+    assert!(validation["accuracy"].as_f64().unwrap() > 0.597);
+    for file in ["training.svg", "confusion.svg"] {
+        assert!(dir.join(file).is_file(), "{file} missing");
+    }
+    // And it classifies the fixture pairs into valid distributions.
+    for (image, caption) in fixture_pairs() {
+        let p = classifier.classify(Some(&image), Some(&caption)).unwrap();
+        assert!((p.fused.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+        assert!(classifier.config().labels.contains(&p.label));
+    }
 }

@@ -29,8 +29,18 @@ struct Args {
     batch_size: usize,
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
+fn main() -> std::process::ExitCode {
+    // One line naming the file and the problem, whatever RUST_BACKTRACE says.
+    match run(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "machine: {} logical CPUs, {}",

@@ -46,8 +46,18 @@ struct Args {
     batch_size: usize,
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
+fn main() -> std::process::ExitCode {
+    // One line naming the file and the problem, whatever RUST_BACKTRACE says.
+    match run(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
     let device = Device::flex();
     if let (Some(data), Some(list)) = (&args.data, &args.list) {
         let out = args.out.as_ref().expect("clap requires --out with --list");

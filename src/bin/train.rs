@@ -70,8 +70,18 @@ struct Args {
     quiet: bool,
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
+fn main() -> std::process::ExitCode {
+    // One line naming the file and the problem, whatever RUST_BACKTRACE says.
+    match run(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
     let options = TrainingOptions {
         modality: args.modality,
         epochs: args.epochs,

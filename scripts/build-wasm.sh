@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Build the page's wasm module into pkg/ with wasm-pack (--target web, release).
+# Installs what is missing first: the wasm32 target, wasm-bindgen-cli at exactly Cargo.lock's
+# wasm-bindgen version (so wasm-pack never tries to download one), wasm-pack, and Debian's
+# binaryen for wasm-opt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
+bindgen_version=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
+if [ "$(wasm-bindgen --version 2>/dev/null | cut -d' ' -f2)" != "$bindgen_version" ]; then
+  step "cargo install wasm-bindgen-cli $bindgen_version"
+  # Without --locked: with it the resolver fails on webpki-roots.
+  cargo install wasm-bindgen-cli --version "$bindgen_version"
+fi
+if ! command -v wasm-pack >/dev/null 2>&1; then
+  step "cargo install wasm-pack"
+  cargo install wasm-pack --locked --version 0.15.1 || cargo install wasm-pack --locked
+fi
+if ! command -v wasm-opt >/dev/null 2>&1; then
+  step "apt-get install binaryen"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen
+fi
+
+step "wasm-pack build --target web --release"
+# The same bytes from any checkout: strip the checkout's and cargo's paths from panic messages.
+# (RUSTFLAGS replaces .cargo/config.toml's flags, so the getrandom backend is repeated here.)
+export RUSTFLAGS="--cfg getrandom_backend=\"wasm_js\" --remap-path-prefix=$PWD=/mvsa-sentiment --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
+wasm-pack build --target web --release --out-dir pkg --no-pack
+rm -f pkg/.gitignore
+ls -l pkg

@@ -1,0 +1,80 @@
+//! Golden values of the shipped model on three fixture pairs: the preprocessed input and the
+//! fused / image / text probabilities. This native test checks `tests/golden/shipped.json`
+//! against native inference (`UPDATE_GOLDEN=1` rewrites it after retraining); `tests/web.rs`
+//! checks the same file in the browser, so wasm and native agree through it.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::path::Path;
+
+use burn::prelude::Device;
+use mvsa_sentiment::Classifier;
+use mvsa_sentiment::preprocess::decode_caption;
+use serde_json::{Value, json};
+
+const GUIDS: [&str; 3] = ["4066", "4597", "2626"];
+const TOLERANCE: f64 = 1e-5;
+
+#[test]
+fn shipped_model_matches_golden_values() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let classifier = Classifier::load(&root.join("www/model"), &Device::flex()).unwrap();
+    let mut pairs = Vec::new();
+    for guid in GUIDS {
+        let data = root.join("tests/fixtures/mini/data");
+        let image = std::fs::read(data.join(format!("{guid}.jpg"))).unwrap();
+        let caption = decode_caption(&std::fs::read(data.join(format!("{guid}.txt"))).unwrap());
+        let prepared = classifier.prepare(Some(&image), Some(&caption)).unwrap();
+        let pixels = prepared.image.clone().unwrap();
+        let p = classifier
+            .classify_prepared(&[prepared.clone()])
+            .unwrap()
+            .remove(0);
+        pairs.push(json!({
+            "guid": guid,
+            "caption": caption,
+            "pixel_sum": pixels.iter().map(|&v| v as f64).sum::<f64>(),
+            "pixels_head": &pixels[..16],
+            "tokens": prepared.tokens.unwrap().ids,
+            "label": p.label,
+            "fused": p.fused,
+            "image": p.image,
+            "text": p.text,
+        }));
+    }
+    let current = json!({ "pairs": pairs });
+    let path = root.join("tests/golden/shipped.json");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, serde_json::to_string_pretty(&current).unwrap()).unwrap();
+    }
+    let golden: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .expect("tests/golden/shipped.json exists; run with UPDATE_GOLDEN=1 after retraining");
+    for (now, then) in current["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(golden["pairs"].as_array().unwrap())
+    {
+        assert_eq!(now["tokens"], then["tokens"]);
+        assert_eq!(now["label"], then["label"]);
+        for key in ["pixel_sum", "pixels_head", "fused", "image", "text"] {
+            let flat = |v: &Value| -> Vec<f64> {
+                match v {
+                    Value::Array(a) => a.iter().map(|x| x.as_f64().unwrap()).collect(),
+                    x => vec![x.as_f64().unwrap()],
+                }
+            };
+            for (a, b) in flat(&now[key]).iter().zip(flat(&then[key])) {
+                let scale = if key == "pixel_sum" {
+                    b.abs().max(1.0)
+                } else {
+                    1.0
+                };
+                assert!(
+                    (a - b).abs() <= TOLERANCE * scale,
+                    "{key}: {a} vs golden {b}"
+                );
+            }
+        }
+    }
+}

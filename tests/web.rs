@@ -1,0 +1,206 @@
+//! In a real browser (`wasm-pack test --headless --chrome --release -- --test web`): the wasm
+//! build preprocesses like native, gives the golden probabilities of the shipped model on the CPU
+//! backend and on WebGPU (where the browser has an adapter), and turns bad input into errors.
+#![cfg(target_arch = "wasm32")]
+
+use mvsa_sentiment::Classifier;
+use mvsa_sentiment::preprocess::decode_caption;
+use mvsa_sentiment::web::WebClassifier;
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const CONFIG: &[u8] = include_bytes!("../www/model/config.json");
+const TOKENIZER: &[u8] = include_bytes!("../www/model/tokenizer.json");
+const WEIGHTS: &[u8] = include_bytes!("../www/model/model.bpk");
+const GOLDEN: &str = include_str!("golden/shipped.json");
+const TOLERANCE: f32 = 1e-4;
+
+fn fixture(guid: &str) -> (&'static [u8], &'static [u8]) {
+    match guid {
+        "4066" => (
+            include_bytes!("fixtures/mini/data/4066.jpg"),
+            include_bytes!("fixtures/mini/data/4066.txt"),
+        ),
+        "4597" => (
+            include_bytes!("fixtures/mini/data/4597.jpg"),
+            include_bytes!("fixtures/mini/data/4597.txt"),
+        ),
+        "2626" => (
+            include_bytes!("fixtures/mini/data/2626.jpg"),
+            include_bytes!("fixtures/mini/data/2626.txt"),
+        ),
+        other => panic!("no fixture {other}"),
+    }
+}
+
+#[derive(Deserialize)]
+struct Golden {
+    pairs: Vec<GoldenPair>,
+}
+
+#[derive(Deserialize)]
+struct GoldenPair {
+    guid: String,
+    caption: String,
+    pixel_sum: f64,
+    pixels_head: Vec<f32>,
+    tokens: Vec<u32>,
+    label: String,
+    fused: Vec<f32>,
+    image: Vec<f32>,
+    text: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    label: String,
+    labels: Vec<String>,
+    fused: Vec<f32>,
+    image: Option<Vec<f32>>,
+    text: Option<Vec<f32>>,
+    backend: String,
+    ms: f64,
+}
+
+fn golden() -> Golden {
+    serde_json::from_str(GOLDEN).unwrap()
+}
+
+fn close(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= TOLERANCE)
+}
+
+async fn classifier(backend: &str) -> Result<WebClassifier, JsValue> {
+    WebClassifier::from_bytes(
+        CONFIG.to_vec(),
+        TOKENIZER.to_vec(),
+        WEIGHTS.to_vec(),
+        backend.into(),
+    )
+    .await
+    .map_err(JsValue::from)
+}
+
+async fn answer(
+    model: &WebClassifier,
+    image: Option<&[u8]>,
+    caption: Option<&str>,
+) -> Result<Answer, JsValue> {
+    let value = model
+        .classify(image.map(<[u8]>::to_vec), caption.map(str::to_string))
+        .await
+        .map_err(JsValue::from)?;
+    Ok(serde_wasm_bindgen::from_value(value).unwrap())
+}
+
+async fn check_golden(model: &WebClassifier) {
+    for pair in golden().pairs {
+        let (image, caption) = fixture(&pair.guid);
+        let caption = decode_caption(caption);
+        let a = answer(model, Some(image), Some(&caption)).await.unwrap();
+        assert_eq!(a.label, pair.label, "guid {}", pair.guid);
+        assert_eq!(a.labels, ["negative", "neutral", "positive"]);
+        assert!(
+            close(&a.fused, &pair.fused),
+            "{}: {:?} vs {:?}",
+            a.backend,
+            a.fused,
+            pair.fused
+        );
+        assert!(close(&a.image.unwrap(), &pair.image));
+        assert!(close(&a.text.unwrap(), &pair.text));
+        assert!(a.ms >= 0.0);
+    }
+}
+
+#[wasm_bindgen_test]
+fn preprocessing_matches_native() {
+    let classifier = Classifier::from_bytes(
+        CONFIG,
+        TOKENIZER,
+        WEIGHTS.to_vec(),
+        &burn::prelude::Device::flex(),
+    )
+    .unwrap();
+    for pair in golden().pairs {
+        let (image, caption) = fixture(&pair.guid);
+        let caption = decode_caption(caption);
+        assert_eq!(caption, pair.caption);
+        let prepared = classifier.prepare(Some(image), Some(&caption)).unwrap();
+        let pixels = prepared.image.unwrap();
+        let sum: f64 = pixels.iter().map(|&v| v as f64).sum();
+        assert!(
+            (sum - pair.pixel_sum).abs() <= 1e-5 * pair.pixel_sum.abs().max(1.0),
+            "{sum} vs {}",
+            pair.pixel_sum
+        );
+        assert!(close(&pixels[..16], &pair.pixels_head));
+        assert_eq!(prepared.tokens.unwrap().ids, pair.tokens);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn cpu_backend_matches_native() {
+    let model = classifier("cpu").await.unwrap();
+    assert_eq!(model.backend(), "cpu");
+    check_golden(&model).await;
+}
+
+#[wasm_bindgen_test]
+async fn webgpu_backend_matches_native_where_available() {
+    match classifier("webgpu").await {
+        Ok(model) => {
+            assert_eq!(model.backend(), "webgpu");
+            check_golden(&model).await;
+            web_sys::console::log_1(
+                &"WebGPU: classified and matched the native golden values".into(),
+            );
+        }
+        Err(e) => {
+            let why = js_sys::Error::from(e).message();
+            assert!(
+                String::from(why.clone()).contains("no WebGPU adapter"),
+                "{why}"
+            );
+            web_sys::console::log_1(&format!("WebGPU test NOT RUN: {why}").into());
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn bad_input_is_an_error_and_the_model_keeps_working() {
+    let model = classifier("cpu").await.unwrap();
+    let (image, caption) = fixture("4066");
+    let caption = decode_caption(caption);
+    let mut truncated = image.to_vec();
+    truncated.truncate(image.len() / 3);
+    let errors = [
+        answer(&model, Some(b"GIF89a not really"), Some(&caption))
+            .await
+            .err(),
+        answer(&model, Some(&truncated), Some(&caption)).await.err(),
+        answer(&model, Some(image), Some("   ")).await.err(),
+        answer(&model, Some(image), Some(&"x".repeat(100_000)))
+            .await
+            .err(),
+        answer(&model, None, None).await.err(),
+    ];
+    for (i, e) in errors.iter().enumerate() {
+        assert!(e.is_some(), "bad input {i} was accepted");
+    }
+    // A broken model folder is an error too.
+    let broken = WebClassifier::from_bytes(
+        CONFIG.to_vec(),
+        TOKENIZER.to_vec(),
+        b"junk".to_vec(),
+        "cpu".into(),
+    )
+    .await;
+    assert!(broken.is_err());
+    // And the next classification still works.
+    let a = answer(&model, Some(image), Some(&caption)).await.unwrap();
+    assert!((a.fused.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+}
