@@ -24,9 +24,9 @@ if ! command -v wasm-opt >/dev/null 2>&1; then
 fi
 
 step "wasm-pack build --target web --release"
-# The same bytes from any checkout: strip the checkout's and cargo's paths from panic messages.
-# (RUSTFLAGS replaces .cargo/config.toml's flags, so the getrandom backend is repeated here.)
-export RUSTFLAGS="--cfg getrandom_backend=\"wasm_js\" --remap-path-prefix=$PWD=/mvsa-sentiment --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
+# Flags (getrandom's browser backend, path remapping for identical bytes on any machine) come
+# from .cargo/config.toml; a RUSTFLAGS variable would replace them.
+unset RUSTFLAGS
 wasm-pack build --target web --release --out-dir pkg --no-pack
 rm -f pkg/.gitignore
 ls -l pkg

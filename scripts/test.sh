@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Run every test of the project: formatting, lints, unit and integration tests.
-# Installs what it needs on a fresh machine (the Rust components); safe to run again.
+# Run every test of the project: formatting, lints, native unit and integration tests, the
+# committed pkg/ being current, the wasm tests in headless Chromium, and the page end to end.
+# Installs what it needs on a fresh machine (Rust components and target, wasm-pack,
+# wasm-bindgen-cli, binaryen, Chromium + ChromeDriver, the npm test dependency); safe to rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -19,5 +21,29 @@ cargo clippy --locked --all-targets -- -D warnings
 step "cargo clippy -D warnings (the library for wasm32: model, preprocessing, web API)"
 cargo clippy --locked --lib --target wasm32-unknown-unknown -- -D warnings
 
-step "cargo test"
+step "cargo test (native)"
 cargo test --locked
+
+step "pkg/ is the wasm-pack build of these sources"
+bash scripts/build-wasm.sh
+if [ -n "$(git status --porcelain -- pkg/)" ]; then
+  git status --short -- pkg/
+  echo "error: the committed pkg/ is stale; commit the rebuilt pkg/ (bash scripts/build-wasm.sh)" >&2
+  exit 1
+fi
+
+step "browser: Chromium + ChromeDriver"
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
+chromium --version 2>/dev/null || true
+
+step "wasm tests in headless Chromium (webdriver.json enables WebGPU)"
+export WASM_BINDGEN_TEST_TIMEOUT=300
+wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --release \
+  -- --no-default-features --test web
+
+step "the page end to end in headless Chromium"
+npm ci --no-audit --no-fund
+npm test

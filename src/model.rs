@@ -272,7 +272,7 @@ impl SentimentModel {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use crate::config::Modality;

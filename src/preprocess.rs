@@ -329,7 +329,7 @@ pub fn train_tokenizer<'a>(
     Tokenizer::from_bytes(json.to_string()).map_err(|e| Error::Tokenizer(e.to_string()))
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
 

@@ -233,7 +233,10 @@ impl WebClassifier {
             backend: self.backend.clone(),
             ms: now_ms() - started,
         };
-        serde_wasm_bindgen::to_value(&result).map_err(js_err)
+        // Plain objects (not `Map`s) for the flattened prediction.
+        result
+            .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(js_err)
     }
 }
 

@@ -83,6 +83,8 @@ async function classify() {
     $("timing").textContent = `${r.ms.toFixed(1)} ms on ${r.backend === "webgpu" ? "WebGPU" : "the CPU (wasm)"}`;
     $("result").hidden = false;
   } catch (e) {
+    // The message replaces the previous answer, which described other input.
+    $("result").hidden = true;
     showError(message(e));
   } finally {
     updateButton();

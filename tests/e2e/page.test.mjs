@@ -1,0 +1,106 @@
+// End-to-end test of the page: serve the repository on loopback, open index.html in Debian's
+// headless Chromium, upload a fixture picture, type a caption, classify, and check the answer;
+// then upload a non-image, see the error, and classify successfully again.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const fixture = (name) => path.join(root, "tests/fixtures/mini/data", name);
+let server;
+let browser;
+let base;
+
+async function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+before(async () => {
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  server = spawn("python3", ["-m", "http.server", String(port), "--bind", "127.0.0.1"], {
+    cwd: root,
+    stdio: "ignore",
+  });
+  for (let i = 0; i < 50; i++) {
+    try {
+      if ((await fetch(`${base}/index.html`)).ok) break;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: [
+      "--no-sandbox",
+      "--enable-unsafe-webgpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+      "--disable-default-apps",
+      "--disable-domain-reliability",
+    ],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill();
+});
+
+async function readResult(page) {
+  await page.locator("#result").waitFor({ state: "visible", timeout: 120_000 });
+  const label = (await page.locator("#label").textContent()).trim();
+  const probs = await page
+    .locator("#fused .bar")
+    .evaluateAll((rows) => rows.map((r) => Number(r.dataset.probability)));
+  return { label, probs };
+}
+
+for (const backend of ["cpu", "auto"]) {
+  test(`classify, reject a non-image, classify again (backend=${backend})`, { timeout: 300_000 }, async () => {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(`${base}/index.html?backend=${backend}`);
+    await page.waitForSelector("body[data-ready]", { timeout: 120_000 });
+    const badge = (await page.locator("#backend").textContent()).trim();
+    assert.ok(["WebGPU", "CPU (wasm)"].includes(badge), badge);
+    if (backend === "cpu") assert.equal(badge, "CPU (wasm)");
+    console.log(`backend=${backend}: the page runs on ${badge}`);
+
+    await page.setInputFiles("#file", fixture("4066.jpg"));
+    await page.fill("#caption", "Such a happy sunny day with friends #love");
+    await page.click("#classify");
+    let { label, probs } = await readResult(page);
+    assert.ok(["negative", "neutral", "positive"].includes(label), label);
+    assert.equal(probs.length, 3);
+    assert.ok(Math.abs(probs.reduce((a, b) => a + b, 0) - 1) < 1e-3, String(probs));
+    assert.equal(await page.locator("#image .bar").count(), 3);
+    assert.equal(await page.locator("#text .bar").count(), 3);
+
+    // A file that is not a picture: a message, and the page keeps working.
+    await page.setInputFiles("#file", path.join(root, "README.md"));
+    await page.click("#classify");
+    await page.locator("#error").waitFor({ state: "visible" });
+    assert.match(await page.locator("#error").textContent(), /image/i);
+
+    await page.setInputFiles("#file", fixture("2626.jpg"));
+    await page.click("#classify");
+    await page.locator("#error").waitFor({ state: "hidden" });
+    ({ label, probs } = await readResult(page));
+    assert.ok(Math.abs(probs.reduce((a, b) => a + b, 0) - 1) < 1e-3);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+}
