@@ -58,16 +58,21 @@ async fn webgpu_device() -> Option<Device> {
     device
 }
 
-/// Fetch `url` as bytes, answering from the Cache API when it can and storing what it fetched;
-/// `progress(loaded, total)` is called as chunks arrive (total 0 when unknown).
-async fn fetch_bytes(url: &str, progress: Option<&Function>) -> Result<Vec<u8>, JsError> {
+/// Fetch `url` as bytes. With a `cache` name, answer from that Cache API cache when it can and
+/// store what was fetched; `progress(loaded, total)` is called as chunks arrive (total 0 when
+/// unknown).
+async fn fetch_bytes(
+    url: &str,
+    cache: Option<&str>,
+    progress: Option<&Function>,
+) -> Result<Vec<u8>, JsError> {
     let window = web_sys::window().ok_or_else(|| js_err("no window"))?;
-    let cache = match window.caches() {
-        Ok(storage) => JsFuture::from(storage.open("mvsa-model-v1"))
+    let cache = match (cache, window.caches()) {
+        (Some(name), Ok(storage)) => JsFuture::from(storage.open(name))
             .await
             .ok()
             .map(web_sys::Cache::from),
-        Err(_) => None,
+        _ => None,
     };
     let cached = match &cache {
         Some(cache) => JsFuture::from(cache.match_with_str(url))
@@ -128,6 +133,15 @@ async fn fetch_bytes(url: &str, progress: Option<&Function>) -> Result<Vec<u8>, 
     Ok(bytes)
 }
 
+/// 64-bit FNV-1a: a cache version, not a security digest.
+fn fnv1a<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for byte in parts.into_iter().flatten() {
+        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
 /// What `classify` returns to JavaScript.
 #[derive(Serialize)]
 struct WebPrediction {
@@ -155,9 +169,16 @@ impl WebClassifier {
         progress: Option<Function>,
     ) -> Result<WebClassifier, JsError> {
         let url = |name: &str| format!("{base_url}{name}");
-        let config = fetch_bytes(&url(files::CONFIG), None).await?;
-        let tokenizer = fetch_bytes(&url(files::TOKENIZER), None).await?;
-        let weights = fetch_bytes(&url(files::WEIGHTS), progress.as_ref()).await?;
+        // The small files are always fetched; every training run writes a different
+        // metrics.json, so their digest names the cache the large files live in, and a retrained
+        // model is never paired with stale cached weights.
+        let config = fetch_bytes(&url(files::CONFIG), None, None).await?;
+        let metrics = fetch_bytes(&url(files::METRICS), None, None)
+            .await
+            .unwrap_or_default();
+        let cache = format!("mvsa-model-{:016x}", fnv1a([&config[..], &metrics[..]]));
+        let tokenizer = fetch_bytes(&url(files::TOKENIZER), Some(&cache), None).await?;
+        let weights = fetch_bytes(&url(files::WEIGHTS), Some(&cache), progress.as_ref()).await?;
         Self::from_bytes(config, tokenizer, weights, backend).await
     }
 

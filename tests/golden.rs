@@ -26,7 +26,7 @@ fn shipped_model_matches_golden_values() {
         let prepared = classifier.prepare(Some(&image), Some(&caption)).unwrap();
         let pixels = prepared.image.clone().unwrap();
         let p = classifier
-            .classify_prepared(&[prepared.clone()])
+            .classify_prepared(std::slice::from_ref(&prepared))
             .unwrap()
             .remove(0);
         pairs.push(json!({
