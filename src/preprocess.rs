@@ -31,6 +31,9 @@ pub fn decode_caption(bytes: &[u8]) -> String {
 // ---------------------------------------------------------------------------------------------
 // Images
 
+/// Most memory one decoded picture may take.
+pub const MAX_DECODED_BYTES: u64 = 192 << 20;
+
 /// Decodes, resizes and normalises pictures the way the model folder's config says.
 #[derive(Clone, Debug)]
 pub struct ImagePreprocessor {
@@ -71,9 +74,19 @@ impl ImagePreprocessor {
         if width == 0 || height == 0 {
             return Err(Error::Image("image has no pixels".into()));
         }
-        let image = reader()?
-            .decode()
-            .map_err(|e| Error::Image(e.to_string()))?;
+        // Refuse before allocating what a wasm page (4 GiB at most) cannot afford: a 10,000 x
+        // 10,000 photo needs 300 MB as RGB.
+        let mut limits = image::Limits::default();
+        limits.max_alloc = Some(MAX_DECODED_BYTES);
+        let mut decoder = reader()?;
+        decoder.limits(limits);
+        let image = decoder.decode().map_err(|e| match e {
+            image::ImageError::Limits(_) => Error::Image(format!(
+                "{width}x{height} px needs more than {} MB to decode",
+                MAX_DECODED_BYTES >> 20
+            )),
+            e => Error::Image(e.to_string()),
+        })?;
         Ok(image.to_rgb8())
     }
 
@@ -476,5 +489,12 @@ mod tests {
             pre.decode(&png(1001, 10)),
             Err(Error::ImageTooLarge { width: 1001, .. })
         ));
+        // A 10,000 x 10,000 picture is within the side limit but refused before it is decoded.
+        let huge = include_bytes!("../tests/fixtures/huge-10000x10000.png");
+        let pre = ImagePreprocessor::new(ImageConfig::default());
+        match pre.decode(huge) {
+            Err(Error::Image(message)) => assert!(message.contains("10000x10000"), "{message}"),
+            other => panic!("expected a clear error, got {other:?}"),
+        }
     }
 }

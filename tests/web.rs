@@ -187,6 +187,13 @@ async fn bad_input_is_an_error_and_the_model_keeps_working() {
             .await
             .err(),
         answer(&model, None, None).await.err(),
+        answer(
+            &model,
+            Some(include_bytes!("fixtures/huge-10000x10000.png")),
+            Some(&caption),
+        )
+        .await
+        .err(),
     ];
     for (i, e) in errors.iter().enumerate() {
         assert!(e.is_some(), "bad input {i} was accepted");
