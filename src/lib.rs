@@ -37,3 +37,16 @@ pub mod files {
     pub const CURVES: &str = "training.svg";
     pub const CONFUSION: &str = "confusion.svg";
 }
+
+/// Run a command-line tool: an error is printed as one line naming the file and the problem
+/// (whatever `RUST_BACKTRACE` says) and the process exits non-zero.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn run_cli(body: impl FnOnce() -> anyhow::Result<()>) -> std::process::ExitCode {
+    match body() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -47,14 +47,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    // One line naming the file and the problem, whatever RUST_BACKTRACE says.
-    match run(Args::parse()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    mvsa_sentiment::run_cli(|| run(Args::parse()))
 }
 
 fn run(args: Args) -> Result<()> {
