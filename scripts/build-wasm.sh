@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build the page's wasm module into pkg/ with wasm-pack (--target web, release).
 # Installs what is missing first: the wasm32 target, wasm-bindgen-cli at exactly Cargo.lock's
-# wasm-bindgen version (so wasm-pack never tries to download one), wasm-pack, and Debian's
-# binaryen for wasm-opt.
+# wasm-bindgen version (so wasm-pack never tries to download one) and wasm-pack. wasm-opt is
+# switched off in Cargo.toml, so binaryen is not needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -17,10 +17,6 @@ fi
 if ! command -v wasm-pack >/dev/null 2>&1; then
   step "cargo install wasm-pack"
   cargo install wasm-pack --locked --version 0.15.1 || cargo install wasm-pack --locked
-fi
-if ! command -v wasm-opt >/dev/null 2>&1; then
-  step "apt-get install binaryen"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen
 fi
 
 step "wasm-pack build --target web --release"

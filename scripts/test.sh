@@ -2,7 +2,7 @@
 # Run every test of the project: formatting, lints, native unit and integration tests, the
 # committed pkg/ being current, the wasm tests in headless Chromium, and the page end to end.
 # Installs what it needs on a fresh machine (Rust components and target, wasm-pack,
-# wasm-bindgen-cli, binaryen, Chromium + ChromeDriver, the npm test dependency); safe to rerun.
+# wasm-bindgen-cli, Chromium + ChromeDriver, the npm test dependency); safe to rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
