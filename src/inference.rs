@@ -48,8 +48,10 @@ impl Classifier {
     ) -> Result<Self> {
         let config = ModelConfig::from_json(config_json)?;
         let text = TextPreprocessor::from_json(tokenizer_json, config.text.clone())?;
+        // Weights may be stored in half precision; the model computes in f32.
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights))
-            .map_err(|e| Error::Weights(e.to_string()))?;
+            .map_err(|e| Error::Weights(e.to_string()))?
+            .cast_to_module_dtype();
         let model = config
             .init(device)
             .try_load_record(record)
@@ -146,7 +148,7 @@ impl Classifier {
         let tokens = batch.iter().all(|p| p.tokens.is_some()).then(|| {
             ModelInput::tokens(
                 batch.iter().map(|p| p.tokens.as_ref().unwrap()),
-                self.config.text.max_len,
+                &self.config.text,
                 &self.device,
             )
         });

@@ -3,12 +3,15 @@
 //! The flow, one file a stage: [`config`] (the model folder's `config.json`, one source of truth
 //! for labels, image size and sequence length) → [`preprocess`] (image decode/resize/normalise,
 //! caption decoding and tokenisation) → [`model`] (image branch, text branch, fusion head) →
-//! [`training`] (native only) / [`inference`] (native and wasm).
+//! [`training`] (native only) / [`inference`] (native and wasm). Pretrained [`encoders`] plug
+//! into the model's branches; [`features`] caches what they compute so training the heads on
+//! top takes seconds.
 //!
 //! Everything outside `data`, `training` and `plots` compiles for `wasm32-unknown-unknown`;
 //! [`web`] is the page's wasm API.
 
 pub mod config;
+pub mod encoders;
 pub mod error;
 pub mod inference;
 pub mod metrics;
@@ -17,6 +20,8 @@ pub mod preprocess;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod data;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod features;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod plots;
 #[cfg(not(target_arch = "wasm32"))]
@@ -27,6 +32,15 @@ pub mod web;
 pub use config::{Modality, ModelConfig};
 pub use error::{Error, Result};
 pub use inference::{Classifier, Prediction};
+
+/// 64-bit FNV-1a: a cache key (browser cache name, feature cache rows), not a security digest.
+pub fn fnv1a<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for byte in parts.into_iter().flatten() {
+        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
 
 /// File names inside a model folder, shared by the trainer, the predictor and the page.
 pub mod files {

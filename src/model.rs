@@ -1,6 +1,8 @@
-//! The sentiment model: a small CNN image branch and an Embedding + BiLSTM text branch (the
-//! seed's Keras design), each with its own 3-class head, and a fusion head over both branches'
-//! features. One definition, built from [`ModelConfig`], runs natively and in wasm.
+//! The sentiment model: an image branch and a text branch, each an encoder plus its own 3-class
+//! head, and a fusion head over both branches' features. The encoders are either small networks
+//! trained from scratch (a CNN; Embedding + BiLSTM, the seed's Keras design) or frozen
+//! pretrained ones (MobileNetV2 / EfficientNet-Lite0; all-MiniLM-L6-v2). One definition, built
+//! from [`ModelConfig`], runs natively and in wasm.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
@@ -11,12 +13,20 @@ use burn::nn::{
 use burn::prelude::*;
 
 use crate::config::{ImageConfig, ModelConfig, TextConfig};
+use crate::encoders::{ImageEncoderKind, MiniLm, MiniLmShape, MobileCnn, TextEncoderKind, mobile};
 use crate::preprocess::Tokens;
 
 /// Logits of the fused model and of each branch's own head, `[batch, classes]` each.
 #[derive(Debug, Clone)]
 pub struct ModelOutput {
     pub fused: Tensor<2>,
+    pub image: Option<Tensor<2>>,
+    pub text: Option<Tensor<2>>,
+}
+
+/// Encoder outputs, `[batch, features]` per branch.
+#[derive(Debug, Clone)]
+pub struct Features {
     pub image: Option<Tensor<2>>,
     pub text: Option<Tensor<2>>,
 }
@@ -36,19 +46,27 @@ impl ModelInput {
         Tensor::from_data(TensorData::new(pixels, [batch, 3, size, size]), device)
     }
 
-    /// Stack padded token ids into `[batch, max_len]` ids and the matching 1/0 mask.
+    /// Stack padded token ids into `[batch, width]` ids and the matching 1/0 mask. The scratch
+    /// encoder always sees `max_len` steps; a transformer only needs the batch's longest
+    /// caption (padding is masked out of attention and pooling, so the result is the same).
     pub fn tokens<'a>(
-        tokens: impl ExactSizeIterator<Item = &'a Tokens>,
-        max_len: usize,
+        tokens: impl ExactSizeIterator<Item = &'a Tokens> + Clone,
+        config: &TextConfig,
         device: &Device,
     ) -> (Tensor<2, Int>, Tensor<2>) {
         let batch = tokens.len();
-        let mut ids = Vec::with_capacity(batch * max_len);
-        let mut mask = Vec::with_capacity(batch * max_len);
+        let width = if config.encoder.is_pretrained() {
+            tokens.clone().map(|t| t.len).max().unwrap_or(0).max(1)
+        } else {
+            config.max_len
+        };
+        let mut ids = Vec::with_capacity(batch * width);
+        let mut mask = Vec::with_capacity(batch * width);
         for t in tokens {
-            ids.extend(t.ids.iter().map(|&id| id as i64));
-            mask.extend((0..max_len).map(|i| if i < t.len { 1.0f32 } else { 0.0 }));
+            ids.extend(t.ids[..width].iter().map(|&id| id as i64));
+            mask.extend((0..width).map(|i| if i < t.len { 1.0f32 } else { 0.0 }));
         }
+        let max_len = width;
         (
             Tensor::from_data(TensorData::new(ids, [batch, max_len]), device),
             Tensor::from_data(TensorData::new(mask, [batch, max_len]), device),
@@ -87,17 +105,15 @@ impl ConvBlock {
     }
 }
 
-/// Conv blocks → global average pool → features; a linear head on top.
+/// The from-scratch picture encoder: conv blocks → global average pool.
 #[derive(Module, Debug)]
-pub struct ImageBranch {
+pub struct SmallCnn {
     blocks: Vec<ConvBlock>,
     pool: AdaptiveAvgPool2d,
-    dropout: Dropout,
-    head: Linear,
 }
 
-impl ImageBranch {
-    fn new(config: &ImageConfig, classes: usize, dropout: f64, device: &Device) -> Self {
+impl SmallCnn {
+    fn new(config: &ImageConfig, device: &Device) -> Self {
         let widths: Vec<usize> = std::iter::once(3)
             .chain(config.channels.iter().copied())
             .collect();
@@ -107,40 +123,27 @@ impl ImageBranch {
                 .map(|w| ConvBlock::new([w[0], w[1]], device))
                 .collect(),
             pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            dropout: DropoutConfig::new(dropout).init(),
-            head: LinearConfig::new(Self::features(config), classes).init(device),
         }
     }
 
-    fn features(config: &ImageConfig) -> usize {
-        *config
-            .channels
-            .last()
-            .expect("validated config has conv blocks")
-    }
-
-    /// `[batch, 3, h, w]` → (features `[batch, f]`, logits `[batch, classes]`).
-    pub fn forward(&self, images: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let x = self.blocks.iter().fold(images, |x, block| block.forward(x));
-        let features = self.dropout.forward(self.pool.forward(x).flatten(1, 3));
-        let logits = self.head.forward(features.clone());
-        (features, logits)
+        self.pool.forward(x).flatten(1, 3)
     }
 }
 
-/// Embedding → bidirectional LSTM → masked mean and max over time, next to the mean of the
-/// embeddings themselves (a bag-of-words path, which small data sets favour) → features; a
-/// linear head.
+/// The from-scratch caption encoder: Embedding → bidirectional LSTM → masked mean and max over
+/// time, next to the mean of the embeddings themselves (a bag-of-words path, which small data
+/// sets favour).
 #[derive(Module, Debug)]
-pub struct TextBranch {
+pub struct BiLstmEncoder {
     embedding: Embedding,
     lstm: BiLstm,
     dropout: Dropout,
-    head: Linear,
 }
 
-impl TextBranch {
-    fn new(config: &TextConfig, classes: usize, dropout: f64, device: &Device) -> Self {
+impl BiLstmEncoder {
+    fn new(config: &TextConfig, dropout: f64, device: &Device) -> Self {
         Self {
             // Small initial embeddings (as Keras does): rare words, which stay near their
             // initial values, then add little noise to the bag-of-words mean.
@@ -152,16 +155,10 @@ impl TextBranch {
                 .init(device),
             lstm: BiLstmConfig::new(config.embed_dim, config.hidden, true).init(device),
             dropout: DropoutConfig::new(dropout).init(),
-            head: LinearConfig::new(Self::features(config), classes).init(device),
         }
     }
 
-    fn features(config: &TextConfig) -> usize {
-        config.embed_dim + 4 * config.hidden
-    }
-
-    /// Token ids `[batch, len]` and mask `[batch, len]` → (features, logits).
-    pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+    fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
         let embedded = self.dropout.forward(self.embedding.forward(ids));
         let (x, _) = self.lstm.forward(embedded.clone(), None); // [batch, len, 2 * hidden]
         let [batch, len, _] = x.dims();
@@ -172,12 +169,119 @@ impl TextBranch {
         let mean = (x.clone() * mask.clone()).sum_dim(1) / count;
         // ... and the max over real tokens (padding pushed far below any activation).
         let max = (x + (mask - 1.0) * 1e4).max_dim(1);
-        let features = Tensor::cat(vec![bag, mean, max], 2).flatten(1, 2);
+        Tensor::cat(vec![bag, mean, max], 2).flatten(1, 2)
+    }
+}
+
+/// What turns a picture into a feature vector.
+// One per model, built once: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum ImageEncoder {
+    Scratch(SmallCnn),
+    /// MobileNetV2 or EfficientNet-Lite0 (which one is the config's `image.encoder`).
+    Pretrained(MobileCnn),
+}
+
+impl ImageEncoder {
+    fn new(config: &ImageConfig, device: &Device) -> Self {
+        match config.encoder {
+            ImageEncoderKind::Scratch => Self::Scratch(SmallCnn::new(config, device)),
+            ImageEncoderKind::MobilenetV2 => {
+                Self::Pretrained(MobileCnn::mobilenet_v2(false, device))
+            }
+            ImageEncoderKind::EfficientnetLite0 => {
+                Self::Pretrained(MobileCnn::efficientnet_lite0(false, device))
+            }
+        }
+    }
+
+    fn features(config: &ImageConfig) -> usize {
+        match config.encoder {
+            ImageEncoderKind::Scratch => *config
+                .channels
+                .last()
+                .expect("validated config has conv blocks"),
+            _ => mobile::FEATURES,
+        }
+    }
+
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            Self::Scratch(cnn) => cnn.forward(images),
+            Self::Pretrained(cnn) => cnn.forward(images),
+        }
+    }
+}
+
+/// What turns a caption into a feature vector.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum TextEncoder {
+    Scratch(BiLstmEncoder),
+    Pretrained(MiniLm),
+}
+
+impl TextEncoder {
+    fn new(config: &TextConfig, dropout: f64, device: &Device) -> Self {
+        match config.encoder {
+            TextEncoderKind::Scratch => Self::Scratch(BiLstmEncoder::new(config, dropout, device)),
+            TextEncoderKind::MinilmL6 => {
+                Self::Pretrained(MiniLm::new(&MiniLmShape::default(), device))
+            }
+        }
+    }
+
+    fn features(config: &TextConfig) -> usize {
+        match config.encoder {
+            TextEncoderKind::Scratch => config.embed_dim + 4 * config.hidden,
+            TextEncoderKind::MinilmL6 => MiniLmShape::default().hidden,
+        }
+    }
+
+    pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
+        match self {
+            Self::Scratch(lstm) => lstm.forward(ids, mask),
+            Self::Pretrained(minilm) => minilm.forward(ids, mask),
+        }
+    }
+}
+
+/// A branch: encoder → features → dropout → its own linear 3-class head.
+#[derive(Module, Debug)]
+pub struct Branch<E> {
+    encoder: E,
+    dropout: Dropout,
+    head: Linear,
+}
+
+impl<E> Branch<E> {
+    fn with(encoder: E, features: usize, classes: usize, dropout: f64, device: &Device) -> Self {
+        Self {
+            encoder,
+            dropout: DropoutConfig::new(dropout).init(),
+            head: LinearConfig::new(features, classes).init(device),
+        }
+    }
+
+    pub fn encoder(&self) -> &E {
+        &self.encoder
+    }
+
+    pub fn encoder_mut(&mut self) -> &mut E {
+        &mut self.encoder
+    }
+
+    /// Encoder features → (features after dropout, logits).
+    fn head(&self, features: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
         let features = self.dropout.forward(features);
         let logits = self.head.forward(features.clone());
         (features, logits)
     }
 }
+
+pub type ImageBranch = Branch<ImageEncoder>;
+pub type TextBranch = Branch<TextEncoder>;
 
 /// Concatenated branch features → hidden layer → classes.
 #[derive(Module, Debug)]
@@ -215,16 +319,18 @@ impl ModelConfig {
     /// Build a freshly initialised model on `device`.
     pub fn init(&self, device: &Device) -> SentimentModel {
         let classes = self.num_classes();
-        let image = self
-            .modality
-            .has_image()
-            .then(|| ImageBranch::new(&self.image, classes, self.dropout, device));
-        let text = self
-            .modality
-            .has_text()
-            .then(|| TextBranch::new(&self.text, classes, self.dropout, device));
+        let image_features = ImageEncoder::features(&self.image);
+        let text_features = TextEncoder::features(&self.text);
+        let image = self.modality.has_image().then(|| {
+            let encoder = ImageEncoder::new(&self.image, device);
+            Branch::with(encoder, image_features, classes, self.dropout, device)
+        });
+        let text = self.modality.has_text().then(|| {
+            let encoder = TextEncoder::new(&self.text, self.dropout, device);
+            Branch::with(encoder, text_features, classes, self.dropout, device)
+        });
         let fusion = (image.is_some() && text.is_some()).then(|| {
-            let inputs = ImageBranch::features(&self.image) + TextBranch::features(&self.text);
+            let inputs = image_features + text_features;
             FusionHead::new(inputs, self.fusion_hidden, classes, self.dropout, device)
         });
         SentimentModel {
@@ -244,16 +350,82 @@ impl SentimentModel {
         self.text.is_some()
     }
 
+    pub fn image_branch(&self) -> Option<&ImageBranch> {
+        self.image.as_ref()
+    }
+
+    pub fn text_branch(&self) -> Option<&TextBranch> {
+        self.text.as_ref()
+    }
+
+    pub fn image_branch_mut(&mut self) -> Option<&mut ImageBranch> {
+        self.image.as_mut()
+    }
+
+    pub fn text_branch_mut(&mut self) -> Option<&mut TextBranch> {
+        self.text.as_mut()
+    }
+
+    /// This model with `other`'s encoders (the pretrained ones, under heads trained on their
+    /// cached features).
+    pub fn with_encoders_of(mut self, other: SentimentModel) -> Self {
+        if let (Some(mine), Some(theirs)) = (self.image.as_mut(), other.image) {
+            mine.encoder = theirs.encoder;
+        }
+        if let (Some(mine), Some(theirs)) = (self.text.as_mut(), other.text) {
+            mine.encoder = theirs.encoder;
+        }
+        self
+    }
+
+    /// Caption features from MiniLM's hidden states after layer `from`: the top layers run on
+    /// cached states of the lower ones, which is how fine-tuning trains them. Panics if the
+    /// text encoder is not pretrained (the trainer checks).
+    pub fn text_features_from_states(
+        &self,
+        states: Tensor<3>,
+        mask: Tensor<2>,
+        from: usize,
+    ) -> Tensor<2> {
+        match self.text.as_ref().map(|branch| &branch.encoder) {
+            Some(TextEncoder::Pretrained(minilm)) => MiniLm::pool(
+                minilm.run_layers(states, mask.clone(), from..minilm.layers()),
+                mask,
+            ),
+            _ => panic!("text_features_from_states needs a pretrained text encoder"),
+        }
+    }
+
+    /// The encoders' features for whichever parts both the model and the input have: what
+    /// training caches when the encoders are frozen.
+    pub fn encode(&self, input: ModelInput) -> Features {
+        Features {
+            image: match (&self.image, input.images) {
+                (Some(branch), Some(images)) => Some(branch.encoder.forward(images)),
+                _ => None,
+            },
+            text: match (&self.text, input.tokens) {
+                (Some(branch), Some((ids, mask))) => Some(branch.encoder.forward(ids, mask)),
+                _ => None,
+            },
+        }
+    }
+
     /// Run whichever branches both the model and the input have. With both, `fused` is the
     /// fusion head; with one, it is that branch's own head. Panics only if nothing is left to
     /// run, which [`crate::inference::Classifier`] rules out before calling.
     pub fn forward(&self, input: ModelInput) -> ModelOutput {
-        let image = match (&self.image, input.images) {
-            (Some(branch), Some(images)) => Some(branch.forward(images)),
+        self.forward_features(self.encode(input))
+    }
+
+    /// The heads on top of encoder features.
+    pub fn forward_features(&self, features: Features) -> ModelOutput {
+        let image = match (&self.image, features.image) {
+            (Some(branch), Some(f)) => Some(branch.head(f)),
             _ => None,
         };
-        let text = match (&self.text, input.tokens) {
-            (Some(branch), Some((ids, mask))) => Some(branch.forward(ids, mask)),
+        let text = match (&self.text, features.text) {
+            (Some(branch), Some(f)) => Some(branch.head(f)),
             _ => None,
         };
         let fused = match (&self.fusion, &image, &text) {
@@ -269,6 +441,28 @@ impl SentimentModel {
             image: image.map(|(_, logits)| logits),
             text: text.map(|(_, logits)| logits),
         }
+    }
+}
+
+/// Casts every float parameter to half precision: the model folder's weights then take half the
+/// download. Loading casts them back to f32 ([`ModuleRecord::cast_to_module_dtype`]).
+///
+/// [`ModuleRecord::cast_to_module_dtype`]: burn::store::ModuleRecord::cast_to_module_dtype
+struct HalfPrecision;
+
+impl burn::module::ModuleMapper for HalfPrecision {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        param.map(|t| t.cast(burn::tensor::FloatDType::F16))
+    }
+}
+
+impl SentimentModel {
+    /// The same model with f16 parameters, for a smaller model folder.
+    pub fn to_half(self) -> Self {
+        self.map(&mut HalfPrecision)
     }
 }
 

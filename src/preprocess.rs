@@ -165,7 +165,19 @@ impl TextPreprocessor {
         Self::new(tokenizer, config)
     }
 
-    pub fn new(tokenizer: Tokenizer, config: TextConfig) -> Result<Self> {
+    pub fn new(mut tokenizer: Tokenizer, config: TextConfig) -> Result<Self> {
+        if config.special_tokens() {
+            // A pretrained tokenizer.json may carry its own truncation and padding (MiniLM's pads
+            // every caption to 128): the config decides both, and truncation goes through the
+            // tokenizer so `[SEP]` survives it.
+            tokenizer
+                .with_truncation(Some(tokenizers::TruncationParams {
+                    max_length: config.max_len,
+                    ..Default::default()
+                }))
+                .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            tokenizer.with_padding(None);
+        }
         let vocab = tokenizer.get_vocab_size(true);
         if vocab != config.vocab_size {
             return Err(Error::Tokenizer(format!(
@@ -199,7 +211,7 @@ impl TextPreprocessor {
     pub fn encode(&self, caption: &str) -> Result<Tokens> {
         let encoding = self
             .tokenizer
-            .encode(caption, false)
+            .encode(caption, self.config.special_tokens())
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         let mut ids: Vec<u32> = encoding.get_ids().to_vec();
         ids.truncate(self.config.max_len);

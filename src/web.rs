@@ -133,15 +133,6 @@ async fn fetch_bytes(
     Ok(bytes)
 }
 
-/// 64-bit FNV-1a: a cache version, not a security digest.
-fn fnv1a<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    for byte in parts.into_iter().flatten() {
-        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
-
 /// What `classify` returns to JavaScript.
 #[derive(Serialize)]
 struct WebPrediction {
@@ -176,7 +167,10 @@ impl WebClassifier {
         let metrics = fetch_bytes(&url(files::METRICS), None, None)
             .await
             .unwrap_or_default();
-        let cache = format!("mvsa-model-{:016x}", fnv1a([&config[..], &metrics[..]]));
+        let cache = format!(
+            "mvsa-model-{:016x}",
+            crate::fnv1a([&config[..], &metrics[..]])
+        );
         let tokenizer = fetch_bytes(&url(files::TOKENIZER), Some(&cache), None).await?;
         let weights = fetch_bytes(&url(files::WEIGHTS), Some(&cache), progress.as_ref()).await?;
         Self::from_bytes(config, tokenizer, weights, backend).await

@@ -16,9 +16,10 @@ fn bin(name: &str) -> Command {
     Command::cargo_bin(name).unwrap()
 }
 
-/// Small and fast settings for the fixture folder.
+/// The small from-scratch model, with fast settings for the fixture folder.
 fn train(out: &Path, data: &Path, seed: u64) -> assert_cmd::assert::Assert {
     bin("train")
+        .arg("--small")
         .args([
             "--data",
             data.to_str().unwrap(),
@@ -209,6 +210,84 @@ fn train_writes_a_model_folder_and_is_reproducible() {
         .stderr(predicate::str::contains("nope").and(predicate::str::contains("config.json")));
 }
 
+/// The default: frozen pretrained encoders (fetched by `scripts/fetch-encoders.sh`), features
+/// cached, heads trained on them, weights stored in f16.
+#[test]
+fn train_with_pretrained_encoders_caches_features_and_stores_f16() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("features");
+    let run = |out: &Path| {
+        bin("train")
+            .env("MVSA_FEATURES", &cache)
+            .args(["--data", fixture().to_str().unwrap()])
+            .args(["--out", out.to_str().unwrap()])
+            .args([
+                "--epochs",
+                "3",
+                "--batch-size",
+                "4",
+                "--val-fraction",
+                "0.25",
+            ])
+            .args(["--seed", "5", "--quiet"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("validation ("));
+        read_json(&out.join("metrics.json"))
+    };
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let first = run(&a);
+    assert_eq!(first["features"]["image_computed"], 12);
+    assert_eq!(first["features"]["text_computed"], 12);
+    assert!(cache.join("mobilenet-v2.safetensors").is_file());
+    assert!(cache.join("minilm-l6.safetensors").is_file());
+    // The second run finds every feature in the cache and trains the same heads.
+    let second = run(&b);
+    assert_eq!(second["features"]["image_computed"], 0);
+    assert_eq!(second["features"]["text_computed"], 0);
+    assert_eq!(second["validation"], first["validation"]);
+    // The written folder, reloaded with its f16 weights and run end to end, agrees with the
+    // validation numbers computed on the cached features in f32.
+    assert_eq!(
+        first["saved_model"]["confusion"],
+        first["validation"]["confusion"]
+    );
+    let config = read_json(&a.join("config.json"));
+    assert_eq!(config["image"]["encoder"], "mobilenet-v2");
+    assert_eq!(config["text"]["encoder"], "minilm-l6");
+    assert_eq!(config["image"]["size"], 224);
+    // f16: about 2 bytes for each of MiniLM's 22.7 M and MobileNetV2's 2.2 M parameters.
+    let bytes = std::fs::metadata(a.join("model.bpk")).unwrap().len();
+    assert!((45_000_000..60_000_000).contains(&bytes), "{bytes} bytes");
+    // And `predict` runs the folder end to end.
+    bin("predict")
+        .args(["--model", a.to_str().unwrap()])
+        .args(["--image", fixture().join("data/4066.jpg").to_str().unwrap()])
+        .args(["--text", "what a lovely day"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("positive")
+                .or(predicate::str::contains("neutral"))
+                .or(predicate::str::contains("negative")),
+        );
+}
+
+#[test]
+fn train_without_fetched_encoders_says_how_to_fetch_them() {
+    let dir = tempfile::tempdir().unwrap();
+    bin("train")
+        .env("MVSA_ENCODERS", dir.path().join("nothing-here"))
+        .args(["--data", fixture().to_str().unwrap()])
+        .args(["--out", dir.path().join("m").to_str().unwrap()])
+        .assert()
+        .failure()
+        .stderr(
+            predicate::str::contains("mobilenet_v2.pth is missing")
+                .and(predicate::str::contains("scripts/fetch-encoders.sh")),
+        );
+}
+
 #[test]
 fn train_reports_a_missing_folder() {
     let dir = tempfile::tempdir().unwrap();
@@ -276,7 +355,7 @@ fn train_skips_unreadable_pairs_with_a_counted_warning() {
             "--val-fraction",
             "0.3",
         ])
-        .args(["--vocab-size", "300", "--image-size", "32"])
+        .args(["--small", "--vocab-size", "300", "--image-size", "32"])
         .assert()
         .success()
         .stderr(

@@ -1,7 +1,8 @@
-//! Golden values of the shipped model on three fixture pairs: the preprocessed input and the
+//! Golden values of the shipped models on three fixture pairs: the preprocessed input and the
 //! fused / image / text probabilities. This native test checks `tests/golden/shipped.json`
-//! against native inference (`UPDATE_GOLDEN=1` rewrites it after retraining); `tests/web.rs`
-//! checks the same file in the browser, so wasm and native agree through it.
+//! (www/model, pretrained encoders) and `tests/golden/small.json` (www/model-small) against
+//! native inference (`UPDATE_GOLDEN=1` rewrites them after retraining); `tests/web.rs` checks
+//! the same files in the browser, so wasm and native agree through them.
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::path::Path;
@@ -16,8 +17,17 @@ const TOLERANCE: f64 = 1e-5;
 
 #[test]
 fn shipped_model_matches_golden_values() {
+    check("www/model", "tests/golden/shipped.json");
+}
+
+#[test]
+fn small_model_matches_golden_values() {
+    check("www/model-small", "tests/golden/small.json");
+}
+
+fn check(folder: &str, golden_file: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let classifier = Classifier::load(&root.join("www/model"), &Device::flex()).unwrap();
+    let classifier = Classifier::load(&root.join(folder), &Device::flex()).unwrap();
     let mut pairs = Vec::new();
     for guid in GUIDS {
         let data = root.join("tests/fixtures/mini/data");
@@ -42,13 +52,13 @@ fn shipped_model_matches_golden_values() {
         }));
     }
     let current = json!({ "pairs": pairs });
-    let path = root.join("tests/golden/shipped.json");
+    let path = root.join(golden_file);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, serde_json::to_string_pretty(&current).unwrap()).unwrap();
     }
     let golden: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
-        .expect("tests/golden/shipped.json exists; run with UPDATE_GOLDEN=1 after retraining");
+        .expect("the golden file exists; run with UPDATE_GOLDEN=1 after retraining");
     for (now, then) in current["pairs"]
         .as_array()
         .unwrap()

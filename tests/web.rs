@@ -1,6 +1,7 @@
 //! In a real browser (`wasm-pack test --headless --chrome --release -- --test web`): the wasm
-//! build preprocesses like native, gives the golden probabilities of the shipped model on the CPU
-//! backend and on WebGPU (where the browser has an adapter), and turns bad input into errors.
+//! build preprocesses like native and gives the golden probabilities of both shipped models (the
+//! pretrained encoders of www/model, the small model of www/model-small) on the CPU backend and
+//! on WebGPU (where the browser has an adapter), and turns bad input into errors.
 #![cfg(target_arch = "wasm32")]
 
 use mvsa_sentiment::Classifier;
@@ -12,10 +13,28 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-const CONFIG: &[u8] = include_bytes!("../www/model/config.json");
-const TOKENIZER: &[u8] = include_bytes!("../www/model/tokenizer.json");
-const WEIGHTS: &[u8] = include_bytes!("../www/model/model.bpk");
-const GOLDEN: &str = include_str!("golden/shipped.json");
+/// A model folder's files and its golden values.
+struct Model {
+    config: &'static [u8],
+    tokenizer: &'static [u8],
+    weights: &'static [u8],
+    golden: &'static str,
+}
+
+const SHIPPED: Model = Model {
+    config: include_bytes!("../www/model/config.json"),
+    tokenizer: include_bytes!("../www/model/tokenizer.json"),
+    weights: include_bytes!("../www/model/model.bpk"),
+    golden: include_str!("golden/shipped.json"),
+};
+
+const SMALL: Model = Model {
+    config: include_bytes!("../www/model-small/config.json"),
+    tokenizer: include_bytes!("../www/model-small/tokenizer.json"),
+    weights: include_bytes!("../www/model-small/model.bpk"),
+    golden: include_str!("golden/small.json"),
+};
+
 const TOLERANCE: f32 = 1e-4;
 
 fn fixture(guid: &str) -> (&'static [u8], &'static [u8]) {
@@ -65,19 +84,19 @@ struct Answer {
     ms: f64,
 }
 
-fn golden() -> Golden {
-    serde_json::from_str(GOLDEN).unwrap()
+fn golden(model: &Model) -> Golden {
+    serde_json::from_str(model.golden).unwrap()
 }
 
 fn close(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= TOLERANCE)
 }
 
-async fn classifier(backend: &str) -> Result<WebClassifier, JsValue> {
+async fn classifier(model: &Model, backend: &str) -> Result<WebClassifier, JsValue> {
     WebClassifier::from_bytes(
-        CONFIG.to_vec(),
-        TOKENIZER.to_vec(),
-        WEIGHTS.to_vec(),
+        model.config.to_vec(),
+        model.tokenizer.to_vec(),
+        model.weights.to_vec(),
         backend.into(),
     )
     .await
@@ -96,8 +115,8 @@ async fn answer(
     Ok(serde_wasm_bindgen::from_value(value).unwrap())
 }
 
-async fn check_golden(model: &WebClassifier) {
-    for pair in golden().pairs {
+async fn check_golden(model: &WebClassifier, files: &Model) {
+    for pair in golden(files).pairs {
         let (image, caption) = fixture(&pair.guid);
         let caption = decode_caption(caption);
         let a = answer(model, Some(image), Some(&caption)).await.unwrap();
@@ -118,14 +137,20 @@ async fn check_golden(model: &WebClassifier) {
 
 #[wasm_bindgen_test]
 fn preprocessing_matches_native() {
+    for files in [&SHIPPED, &SMALL] {
+        preprocessing_matches(files);
+    }
+}
+
+fn preprocessing_matches(files: &Model) {
     let classifier = Classifier::from_bytes(
-        CONFIG,
-        TOKENIZER,
-        WEIGHTS.to_vec(),
+        files.config,
+        files.tokenizer,
+        files.weights.to_vec(),
         &burn::prelude::Device::flex(),
     )
     .unwrap();
-    for pair in golden().pairs {
+    for pair in golden(files).pairs {
         let (image, caption) = fixture(&pair.guid);
         let caption = decode_caption(caption);
         assert_eq!(caption, pair.caption);
@@ -144,19 +169,23 @@ fn preprocessing_matches_native() {
 
 #[wasm_bindgen_test]
 async fn cpu_backend_matches_native() {
-    let model = classifier("cpu").await.unwrap();
-    assert_eq!(model.backend(), "cpu");
-    check_golden(&model).await;
+    for files in [&SHIPPED, &SMALL] {
+        let model = classifier(files, "cpu").await.unwrap();
+        assert_eq!(model.backend(), "cpu");
+        check_golden(&model, files).await;
+    }
 }
 
 #[wasm_bindgen_test]
 async fn webgpu_backend_matches_native_where_available() {
-    match classifier("webgpu").await {
+    match classifier(&SHIPPED, "webgpu").await {
         Ok(model) => {
             assert_eq!(model.backend(), "webgpu");
-            check_golden(&model).await;
+            check_golden(&model, &SHIPPED).await;
+            let small = classifier(&SMALL, "webgpu").await.unwrap();
+            check_golden(&small, &SMALL).await;
             web_sys::console::log_1(
-                &"WebGPU: classified and matched the native golden values".into(),
+                &"WebGPU: both models classified and matched the native golden values".into(),
             );
         }
         Err(e) => {
@@ -172,7 +201,7 @@ async fn webgpu_backend_matches_native_where_available() {
 
 #[wasm_bindgen_test]
 async fn bad_input_is_an_error_and_the_model_keeps_working() {
-    let model = classifier("cpu").await.unwrap();
+    let model = classifier(&SHIPPED, "cpu").await.unwrap();
     let (image, caption) = fixture("4066");
     let caption = decode_caption(caption);
     let mut truncated = image.to_vec();
@@ -200,13 +229,22 @@ async fn bad_input_is_an_error_and_the_model_keeps_working() {
     }
     // A broken model folder is an error too.
     let broken = WebClassifier::from_bytes(
-        CONFIG.to_vec(),
-        TOKENIZER.to_vec(),
+        SHIPPED.config.to_vec(),
+        SHIPPED.tokenizer.to_vec(),
         b"junk".to_vec(),
         "cpu".into(),
     )
     .await;
     assert!(broken.is_err());
+    // So are the small model's weights under the big model's config.
+    let mismatched = WebClassifier::from_bytes(
+        SHIPPED.config.to_vec(),
+        SHIPPED.tokenizer.to_vec(),
+        SMALL.weights.to_vec(),
+        "cpu".into(),
+    )
+    .await;
+    assert!(mismatched.is_err());
     // And the next classification still works.
     let a = answer(&model, Some(image), Some(&caption)).await.unwrap();
     assert!((a.fused.iter().sum::<f32>() - 1.0).abs() < 1e-4);

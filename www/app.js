@@ -3,8 +3,11 @@
 import init, { WebClassifier } from "../pkg/mvsa_sentiment.js";
 
 const $ = (id) => document.getElementById(id);
-const modelUrl = new URL("model/", import.meta.url).href;
+const params = new URLSearchParams(location.search);
+const backendChoice = params.get("backend") ?? "auto";
+let modelUrl = null;
 let classifier = null;
+let loading = 0; // generation of the newest load, so a slow earlier one cannot win
 let imageBytes = null;
 let previewUrl = null;
 
@@ -115,13 +118,44 @@ async function loadSamples() {
   }
 }
 
-async function loadMetrics() {
+const pct = (x) => `${(x * 100).toFixed(1)} %`;
+
+// Accuracy (from the folder's metrics.json) and download size (from the weights' headers) of a
+// model folder, so each choice states what it costs and what it buys.
+async function describe(url) {
+  const [metrics, head] = await Promise.all([
+    fetch(new URL("metrics.json", url)).then((r) => (r.ok ? r.json() : null)),
+    fetch(new URL("model.bpk", url), { method: "HEAD" }),
+  ]);
+  const bytes = Number(head.headers.get("content-length") ?? 0);
+  return { metrics, bytes, ok: head.ok && metrics !== null };
+}
+
+async function describeModels() {
+  for (const option of $("model").options) {
+    const url = new URL(option.value, import.meta.url).href;
+    try {
+      const { metrics, bytes, ok } = await describe(url);
+      if (!ok) {
+        option.disabled = true;
+        option.textContent += " (not available)";
+        continue;
+      }
+      option.textContent += ` — ${(bytes / 1e6).toFixed(1)} MB, ${pct(metrics.validation.accuracy)} validation accuracy`;
+    } catch {
+      option.disabled = true;
+    }
+  }
+}
+
+async function loadMetrics(url) {
   try {
-    const m = await (await fetch(new URL("metrics.json", modelUrl))).json();
+    const m = await (await fetch(new URL("metrics.json", url))).json();
     const v = m.validation;
     $("metrics-text").textContent =
-      `Validation (${m.validation_pairs} pairs): accuracy ${(v.accuracy * 100).toFixed(1)} %, ` +
-      `macro-F1 ${(v.macro_f1 * 100).toFixed(1)} %, weighted-F1 ${(v.weighted_f1 * 100).toFixed(1)} %.`;
+      `Validation (${m.validation_pairs} pairs): accuracy ${pct(v.accuracy)}, ` +
+      `macro-F1 ${pct(v.macro_f1)}, weighted-F1 ${pct(v.weighted_f1)}.`;
+    $("confusion").src = new URL("confusion.svg", url).href;
   } catch (e) {
     $("metrics-text").textContent = `Metrics unavailable: ${message(e)}`;
   }
@@ -161,30 +195,67 @@ function wire() {
     classify();
   });
   $("clear").addEventListener("click", clearAll);
+  $("model").addEventListener("change", () => loadModel($("model").value));
+}
+
+// Load (or switch to) the model folder `folder`; the previous model keeps answering until the
+// new one is ready, and stays if the new one fails.
+async function loadModel(folder) {
+  const generation = ++loading;
+  const url = new URL(folder, import.meta.url).href;
+  clearError();
+  $("loader").hidden = false;
+  $("progress").value = 0;
+  $("progress-text").textContent = "";
+  loadMetrics(url);
+  try {
+    const started = performance.now();
+    const next = await WebClassifier.load(url, backendChoice, (loaded, total) => {
+      if (generation !== loading) return;
+      $("progress").value = total ? loaded / total : 0;
+      $("progress-text").textContent = total
+        ? `${(loaded / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`
+        : `${(loaded / 1e6).toFixed(1)} MB`;
+    });
+    if (generation !== loading) {
+      next.free();
+      return;
+    }
+    classifier?.free();
+    classifier = next;
+    modelUrl = url;
+    const badge = $("backend");
+    badge.textContent = classifier.backend === "webgpu" ? "WebGPU" : "CPU (wasm)";
+    badge.classList.remove("webgpu", "cpu");
+    badge.classList.add(classifier.backend);
+    $("result").hidden = true;
+    document.body.dataset.ready = String(performance.now() - started);
+    document.body.dataset.model = folder;
+  } catch (e) {
+    if (generation !== loading) return;
+    if (!classifier) $("backend").textContent = "not loaded";
+    showError(`The model could not be loaded: ${message(e)}`);
+    if (modelUrl) loadMetrics(modelUrl);
+  } finally {
+    if (generation === loading) $("loader").hidden = true;
+    updateButton();
+  }
 }
 
 async function main() {
   wire();
   loadSamples();
-  loadMetrics();
+  // ?model=small picks the small model (links, tests); the select follows.
+  if (params.get("model") === "small") $("model").value = "model-small/";
+  describeModels();
   try {
     await init();
-    const backend = new URLSearchParams(location.search).get("backend") ?? "auto";
-    const started = performance.now();
-    classifier = await WebClassifier.load(modelUrl, backend, (loaded, total) => {
-      $("progress").value = total ? loaded / total : 0;
-      $("progress-text").textContent = `${(loaded / 1e6).toFixed(1)} MB`;
-    });
-    const badge = $("backend");
-    badge.textContent = classifier.backend === "webgpu" ? "WebGPU" : "CPU (wasm)";
-    badge.classList.add(classifier.backend);
-    $("loader").hidden = true;
-    document.body.dataset.ready = String(performance.now() - started);
   } catch (e) {
     $("backend").textContent = "not loaded";
-    showError(`The model could not be loaded: ${message(e)}`);
+    showError(`The page's wasm module could not start: ${message(e)}`);
+    return;
   }
-  updateButton();
+  await loadModel($("model").value);
 }
 
 main();

@@ -5,31 +5,47 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Parser;
 use mvsa_sentiment::Modality;
-use mvsa_sentiment::training::{Selection, Trainer, TrainingOptions};
+use mvsa_sentiment::encoders::{ImageEncoderKind, TextEncoderKind};
+use mvsa_sentiment::training::{
+    DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, Selection, Trainer, TrainingOptions,
+};
 
 /// Train the image + caption sentiment model on a folder in the MVSA course-lab layout
 /// (data/<guid>.jpg|.txt, train.txt) and write a model folder (weights, config, tokenizer,
-/// metrics, plots). The defaults reproduce the shipped model in www/model.
+/// metrics, plots). The defaults reproduce the shipped model in www/model: frozen pretrained
+/// encoders (run `bash scripts/fetch-encoders.sh` once first) with heads trained on their cached
+/// features. `--small` trains the from-scratch model of www/model-small instead.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Args {
     /// Lab folder to train on.
     #[arg(long, default_value = "../shared/data/mvsa-single")]
     data: PathBuf,
-    /// Model folder to write.
-    #[arg(long, default_value = "www/model")]
-    out: PathBuf,
+    /// Model folder to write [default: www/model, or www/model-small with --small].
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Branches to train: both (fused), or one alone for ablations.
     #[arg(long, value_enum, default_value_t = Modality::Both)]
     modality: Modality,
-    /// Most epochs to run (early stopping may end sooner).
-    #[arg(long, default_value_t = TrainingOptions::default().epochs)]
-    epochs: usize,
-    #[arg(long, default_value_t = TrainingOptions::default().batch_size)]
-    batch_size: usize,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = TrainingOptions::default().lr)]
-    lr: f64,
+    /// Picture encoder: a frozen pretrained CNN, or a small CNN trained from scratch.
+    #[arg(long, value_enum, default_value_t = DEFAULT_IMAGE_ENCODER)]
+    image_encoder: ImageEncoderKind,
+    /// Caption encoder: frozen all-MiniLM-L6-v2, or Embedding + BiLSTM trained from scratch.
+    #[arg(long, value_enum, default_value_t = DEFAULT_TEXT_ENCODER)]
+    text_encoder: TextEncoderKind,
+    /// The small from-scratch model (both encoders `scratch`, with its own defaults).
+    #[arg(long, conflicts_with_all = ["image_encoder", "text_encoder"])]
+    small: bool,
+    /// Most epochs to run (early stopping may end sooner) [default: 8 fine-tuning, 60 heads
+    /// only, 12 small].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// [default: 32]
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Adam learning rate [default: 0.001].
+    #[arg(long)]
+    lr: Option<f64>,
     /// Seed for the split, initialisation, shuffling and augmentation.
     #[arg(long, default_value_t = TrainingOptions::default().seed)]
     seed: u64,
@@ -39,32 +55,45 @@ struct Args {
     /// Train on a stratified subset of this many labelled pairs (quick runs).
     #[arg(long)]
     limit: Option<usize>,
-    /// Epochs without a better validation score before stopping.
-    #[arg(long, default_value_t = TrainingOptions::default().patience)]
-    patience: usize,
+    /// Epochs without a better validation score before stopping [default: 8 fine-tuning, 15
+    /// heads only, 5 small].
+    #[arg(long)]
+    patience: Option<usize>,
     /// Validation score that picks the epoch to keep.
     #[arg(long, value_enum, default_value_t = TrainingOptions::default().select)]
     select: Selection,
     /// Class weights = (majority count / class count)^power; 0 turns weighting off.
     #[arg(long, default_value_t = TrainingOptions::default().class_weight_power)]
     class_weight_power: f64,
-    /// Largest WordPiece vocabulary to learn from the training captions.
+    /// Largest WordPiece vocabulary to learn from the training captions (scratch text encoder).
     #[arg(long, default_value_t = TrainingOptions::default().vocab_size)]
     vocab_size: usize,
-    /// Tokens kept per caption.
+    /// Tokens kept per caption (scratch text encoder; MiniLM keeps 128).
     #[arg(long, default_value_t = TrainingOptions::default().max_len)]
     max_len: usize,
-    /// Side of the square picture the network sees.
+    /// Side of the square picture the network sees (scratch image encoder; the pretrained CNNs
+    /// see 224).
     #[arg(long, default_value_t = TrainingOptions::default().image_size)]
     image_size: usize,
-    #[arg(long, default_value_t = TrainingOptions::default().dropout)]
-    dropout: f64,
+    /// Dropout on each branch's features [default: 0.3].
+    #[arg(long)]
+    dropout: Option<f64>,
     /// Share of caption tokens hidden behind [UNK] in each training batch.
     #[arg(long, default_value_t = TrainingOptions::default().word_dropout)]
     word_dropout: f64,
     /// Weight of each branch's own loss next to the fused loss (modality both).
     #[arg(long, default_value_t = TrainingOptions::default().branch_loss_weight)]
     branch_loss_weight: f64,
+    /// Fine-tune this many of MiniLM's top layers along with the heads [default: 2]; 0 keeps
+    /// every encoder frozen, so retraining runs on cached features alone and takes seconds.
+    #[arg(long)]
+    finetune_layers: Option<usize>,
+    /// Adam learning rate of the fine-tuned MiniLM layers.
+    #[arg(long)]
+    finetune_lr: Option<f64>,
+    /// Store the weights in f32 rather than f16.
+    #[arg(long)]
+    full_precision: bool,
     /// No progress bars or per-epoch lines.
     #[arg(long, short)]
     quiet: bool,
@@ -75,29 +104,50 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
+    let (image, text) = if args.small {
+        (ImageEncoderKind::Scratch, TextEncoderKind::Scratch)
+    } else {
+        (args.image_encoder, args.text_encoder)
+    };
+    let mut preset = TrainingOptions::for_encoders(image, text);
+    // Without the caption there is no MiniLM to fine-tune: heads only.
+    if args.finetune_layers == Some(0) || args.modality == Modality::Image {
+        preset = preset.heads_only();
+    }
     let options = TrainingOptions {
         modality: args.modality,
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        lr: args.lr,
+        epochs: args.epochs.unwrap_or(preset.epochs),
+        batch_size: args.batch_size.unwrap_or(preset.batch_size),
+        lr: args.lr.unwrap_or(preset.lr),
         seed: args.seed,
         val_fraction: args.val_fraction,
         limit: args.limit,
-        patience: args.patience,
+        patience: args.patience.unwrap_or(preset.patience),
         select: args.select,
         class_weight_power: args.class_weight_power,
         vocab_size: args.vocab_size,
         max_len: args.max_len,
         image_size: args.image_size,
-        dropout: args.dropout,
+        dropout: args.dropout.unwrap_or(preset.dropout),
         branch_loss_weight: args.branch_loss_weight,
         word_dropout: args.word_dropout,
+        finetune_layers: args.finetune_layers.unwrap_or(preset.finetune_layers),
+        finetune_lr: args.finetune_lr.unwrap_or(preset.finetune_lr),
+        half_precision: preset.half_precision && !args.full_precision,
+        ..preset
     };
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(if args.small {
+            "www/model-small"
+        } else {
+            "www/model"
+        })
+    });
     let trainer = Trainer {
         options,
         verbose: !args.quiet,
     };
-    let metrics = trainer.run(&args.data, &args.out)?;
+    let metrics = trainer.run(&args.data, &out)?;
     let v = &metrics.validation;
     println!(
         "validation ({} pairs, epoch {} of {}): accuracy {:.4}, macro-F1 {:.4}, weighted-F1 {:.4}",
@@ -119,6 +169,6 @@ fn run(args: Args) -> Result<()> {
             );
         }
     }
-    println!("model folder written to {}", args.out.display());
+    println!("model folder written to {}", out.display());
     Ok(())
 }

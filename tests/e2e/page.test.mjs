@@ -104,3 +104,34 @@ for (const backend of ["cpu", "auto"]) {
     await page.close();
   });
 }
+
+test("switch to the small model and back, each stating its size and accuracy", { timeout: 300_000 }, async () => {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(`${base}/index.html?backend=cpu`);
+  await page.waitForSelector('body[data-model="model/"]', { timeout: 120_000 });
+  // Each choice states its download size and validation accuracy, read from its folder.
+  await page.waitForFunction(() => [...document.querySelectorAll("#model option")].every((o) => /MB/.test(o.textContent)));
+  const options = await page.locator("#model option").allTextContents();
+  assert.equal(options.length, 2);
+  for (const text of options) assert.match(text, /\d+(\.\d+)? MB, \d+\.\d % validation accuracy/);
+
+  await page.selectOption("#model", "model-small/");
+  await page.waitForSelector('body[data-model="model-small/"]', { timeout: 120_000 });
+  assert.match(await page.locator("#metrics-text").textContent(), /accuracy/);
+  assert.match(await page.locator("#confusion").getAttribute("src"), /model-small\/confusion\.svg$/);
+  await page.setInputFiles("#file", fixture("4066.jpg"));
+  await page.fill("#caption", "Such a happy sunny day with friends #love");
+  await page.click("#classify");
+  const small = await readResult(page);
+  assert.equal(small.probs.length, 3);
+
+  await page.selectOption("#model", "model/");
+  await page.waitForSelector('body[data-model="model/"]', { timeout: 120_000 });
+  await page.click("#classify");
+  const big = await readResult(page);
+  assert.ok(Math.abs(big.probs.reduce((a, b) => a + b, 0) - 1) < 1e-3);
+  assert.deepEqual(errors, []);
+  await page.close();
+});

