@@ -592,14 +592,9 @@ impl Trainer {
             ..FeatureTiming::default()
         };
         let mut out: Vec<PairFeatures> = vec![(None, None); samples.len()];
-        const BATCH: usize = 32;
 
         if config.modality.has_image() {
             let setting = serde_json::to_string(&config.image)?;
-            let mut cache = FeatureCache::open(
-                config.image.encoder.name(),
-                crate::encoders::mobile::FEATURES,
-            );
             let keys: Vec<u64> = samples
                 .iter()
                 .map(|s| {
@@ -607,72 +602,39 @@ impl Trainer {
                     crate::fnv1a([setting.as_bytes(), pixels.as_raw()])
                 })
                 .collect();
-            let todo: Vec<usize> = (0..samples.len())
-                .filter(|&i| cache.get(keys[i]).is_none())
-                .collect();
-            self.say(format!(
-                "image features ({}): {} cached, {} to compute",
+            let cache = FeatureCache::open(
                 config.image.encoder.name(),
-                samples.len() - todo.len(),
-                todo.len()
-            ));
-            let started = Instant::now();
-            timing.image_computed = todo.len();
-            let bar = self.bar(todo.len() as u64);
-            for (n, chunk) in todo.chunks(BATCH).enumerate() {
+                crate::encoders::mobile::FEATURES,
+            );
+            let (rows, computed, seconds) = self.cached(cache, "image", &keys, |chunk| {
                 let pixels: Vec<f32> = chunk
                     .iter()
                     .flat_map(|&i| images.center(samples[i].image.as_ref().expect("picture")))
                     .collect();
+                let images = ModelInput::images(pixels, chunk.len(), config.image.size, &device);
                 let input = ModelInput {
-                    images: Some(ModelInput::images(
-                        pixels,
-                        chunk.len(),
-                        config.image.size,
-                        &device,
-                    )),
+                    images: Some(images),
                     tokens: None,
                 };
-                let rows = host_rows(model.encode(input).image.expect("image features"))?;
-                for (&i, row) in chunk.iter().zip(rows) {
-                    cache.insert(keys[i], row);
-                }
-                bar.inc(chunk.len() as u64);
-                if n % 20 == 19 {
-                    cache.save()?;
-                }
-            }
-            bar.finish_and_clear();
-            timing.image_seconds = started.elapsed().as_secs_f64();
-            cache.save()?;
-            for (i, key) in keys.iter().enumerate() {
-                out[i].0 = cache.get(*key).map(<[f32]>::to_vec);
+                host_rows(model.encode(input).image.expect("image features"))
+            })?;
+            (timing.image_computed, timing.image_seconds) = (computed, seconds);
+            for (pair, row) in out.iter_mut().zip(rows) {
+                pair.0 = Some(row);
             }
         }
 
         if config.modality.has_text() {
             let setting = serde_json::to_string(&config.text)?;
-            let mut cache = FeatureCache::open(
-                config.text.encoder.name(),
-                crate::encoders::MiniLmShape::default().hidden,
-            );
             let keys: Vec<u64> = samples
                 .iter()
                 .map(|s| crate::fnv1a([setting.as_bytes(), s.caption.as_bytes()]))
                 .collect();
-            let todo: Vec<usize> = (0..samples.len())
-                .filter(|&i| cache.get(keys[i]).is_none())
-                .collect();
-            self.say(format!(
-                "text features ({}): {} cached, {} to compute",
+            let cache = FeatureCache::open(
                 config.text.encoder.name(),
-                samples.len() - todo.len(),
-                todo.len()
-            ));
-            let started = Instant::now();
-            timing.text_computed = todo.len();
-            let bar = self.bar(todo.len() as u64);
-            for chunk in todo.chunks(BATCH) {
+                crate::encoders::MiniLmShape::default().hidden,
+            );
+            let (rows, computed, seconds) = self.cached(cache, "text", &keys, |chunk| {
                 let tokens: Vec<Tokens> = chunk
                     .iter()
                     .map(|&i| text.encode(&samples[i].caption))
@@ -681,20 +643,55 @@ impl Trainer {
                     images: None,
                     tokens: Some(ModelInput::tokens(tokens.iter(), &config.text, &device)),
                 };
-                let rows = host_rows(model.encode(input).text.expect("text features"))?;
-                for (&i, row) in chunk.iter().zip(rows) {
-                    cache.insert(keys[i], row);
-                }
-                bar.inc(chunk.len() as u64);
-            }
-            bar.finish_and_clear();
-            timing.text_seconds = started.elapsed().as_secs_f64();
-            cache.save()?;
-            for (i, key) in keys.iter().enumerate() {
-                out[i].1 = cache.get(*key).map(<[f32]>::to_vec);
+                host_rows(model.encode(input).text.expect("text features"))
+            })?;
+            (timing.text_computed, timing.text_seconds) = (computed, seconds);
+            for (pair, row) in out.iter_mut().zip(rows) {
+                pair.1 = Some(row);
             }
         }
         Ok((out, timing))
+    }
+
+    /// One feature row per key: from `cache` where it has the key, else computed by `encode`
+    /// (given sample indices, 32 at a time) and added to it. Also returns how many rows were
+    /// computed and how long that took.
+    fn cached(
+        &self,
+        mut cache: FeatureCache,
+        what: &str,
+        keys: &[u64],
+        mut encode: impl FnMut(&[usize]) -> Result<Vec<Vec<f32>>>,
+    ) -> Result<(Vec<Vec<f32>>, usize, f64)> {
+        let todo: Vec<usize> = (0..keys.len())
+            .filter(|&i| cache.get(keys[i]).is_none())
+            .collect();
+        self.say(format!(
+            "{what} features ({}): {} cached, {} to compute",
+            cache.path().display(),
+            keys.len() - todo.len(),
+            todo.len()
+        ));
+        let started = Instant::now();
+        let bar = self.bar(todo.len() as u64);
+        for (n, chunk) in todo.chunks(32).enumerate() {
+            for (&i, row) in chunk.iter().zip(encode(chunk)?) {
+                cache.insert(keys[i], row);
+            }
+            bar.inc(chunk.len() as u64);
+            // Now and then, so an interrupted first run keeps most of its work.
+            if n % 20 == 19 {
+                cache.save()?;
+            }
+        }
+        bar.finish_and_clear();
+        let seconds = started.elapsed().as_secs_f64();
+        cache.save()?;
+        let rows = keys
+            .iter()
+            .map(|key| cache.get(*key).expect("every key cached").to_vec())
+            .collect();
+        Ok((rows, todo.len(), seconds))
     }
 
     /// The epoch loop. Returns the best model (validation snapshot), the history and the best
