@@ -12,9 +12,10 @@ use mvsa_sentiment::training::{
 
 /// Train the image + caption sentiment model on a folder in the MVSA course-lab layout
 /// (data/<guid>.jpg|.txt, train.txt) and write a model folder (weights, config, tokenizer,
-/// metrics, plots). The defaults reproduce the shipped model in www/model: frozen pretrained
-/// encoders (run `bash scripts/fetch-encoders.sh` once first) with heads trained on their cached
-/// features. `--small` trains the from-scratch model of www/model-small instead.
+/// metrics, plots). The defaults reproduce the shipped model in www/model: pretrained encoders
+/// (run `bash scripts/fetch-encoders.sh` once first), MobileNetV2 frozen and MiniLM's top two
+/// layers fine-tuned, with heads on their cached features. `--small` trains the from-scratch
+/// model of www/model-small instead.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Args {
@@ -30,7 +31,7 @@ struct Args {
     /// Picture encoder: a frozen pretrained CNN, or a small CNN trained from scratch.
     #[arg(long, value_enum, default_value_t = DEFAULT_IMAGE_ENCODER)]
     image_encoder: ImageEncoderKind,
-    /// Caption encoder: frozen all-MiniLM-L6-v2, or Embedding + BiLSTM trained from scratch.
+    /// Caption encoder: pretrained all-MiniLM-L6-v2, or Embedding + BiLSTM trained from scratch.
     #[arg(long, value_enum, default_value_t = DEFAULT_TEXT_ENCODER)]
     text_encoder: TextEncoderKind,
     /// The small from-scratch model (both encoders `scratch`, with its own defaults).
@@ -40,10 +41,10 @@ struct Args {
     /// only, 12 small].
     #[arg(long)]
     epochs: Option<usize>,
-    /// [default: 32]
+    /// Pairs per training step [default: 32].
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Adam learning rate [default: 0.001].
+    /// Adam learning rate of the heads and scratch encoders [default: 0.001].
     #[arg(long)]
     lr: Option<f64>,
     /// Seed for the split, initialisation, shuffling and augmentation.

@@ -33,7 +33,8 @@ pub enum TextEncoderKind {
     /// Embedding + BiLSTM trained from scratch on a WordPiece vocabulary learned from the data.
     #[default]
     Scratch,
-    /// sentence-transformers' all-MiniLM-L6-v2, frozen, with its own tokenizer.
+    /// sentence-transformers' all-MiniLM-L6-v2 with its own tokenizer (frozen, or its top
+    /// layers fine-tuned: `--finetune-layers`).
     MinilmL6,
 }
 
