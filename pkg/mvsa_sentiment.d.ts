@@ -19,7 +19,7 @@ export class WebClassifier {
     static fromBytes(config: Uint8Array | number[], tokenizer: Uint8Array | number[], weights: Uint8Array | number[], backend: string): Promise<WebClassifier>;
     /**
      * Load the model folder at `base_url` (ending in `/`). `backend` is `"auto"` (WebGPU when
-     * the browser has an adapter, else CPU), `"webgpu"` or `"cpu"`. `progress(loaded, total)`
+     * the browser has a hardware adapter, else CPU), `"webgpu"` or `"cpu"`. `progress(loaded, total)`
      * follows the weights download.
      */
     static load(base_url: string, backend: string, progress?: Function | null): Promise<WebClassifier>;

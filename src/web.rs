@@ -8,6 +8,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use js_sys::{Function, Uint8Array};
 use serde::Serialize;
+use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
@@ -23,6 +24,8 @@ pub fn start() {
 thread_local! {
     // wgpu's runtime can be initialised once per page; later models reuse the device.
     static WEBGPU: RefCell<Option<Option<Device>>> = const { RefCell::new(None) };
+    // Whether the browser's WebGPU adapter is a software fallback (asked once per page).
+    static FALLBACK: RefCell<Option<bool>> = const { RefCell::new(None) };
 }
 
 fn js_err(e: impl std::fmt::Display) -> JsError {
@@ -56,6 +59,35 @@ async fn webgpu_device() -> Option<Device> {
     };
     WEBGPU.with(|d| *d.borrow_mut() = Some(device.clone()));
     device
+}
+
+/// Whether the browser's default WebGPU adapter is a software fallback (SwiftShader and the
+/// like, `GPUAdapterInfo.isFallbackAdapter`). Burn's wgpu options do not expose the adapter, so
+/// this asks `navigator.gpu` directly; any failure counts as "not a fallback".
+async fn fallback_adapter() -> bool {
+    if let Some(known) = FALLBACK.with(|f| *f.borrow()) {
+        return known;
+    }
+    let get = |target: &JsValue, key: &str| {
+        js_sys::Reflect::get(target, &key.into())
+            .ok()
+            .filter(|v| !v.is_undefined() && !v.is_null())
+    };
+    let fallback = async {
+        let navigator: JsValue = web_sys::window()?.navigator().into();
+        let gpu = get(&navigator, "gpu")?;
+        let request: Function = get(&gpu, "requestAdapter")?.dyn_into().ok()?;
+        let promise: js_sys::Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
+        let adapter = JsFuture::from(promise).await.ok()?;
+        let flag = get(&adapter, "info")
+            .and_then(|info| get(&info, "isFallbackAdapter"))
+            .or_else(|| get(&adapter, "isFallbackAdapter"))?;
+        flag.as_bool()
+    }
+    .await
+    .unwrap_or(false);
+    FALLBACK.with(|f| *f.borrow_mut() = Some(fallback));
+    fallback
 }
 
 /// Fetch `url` as bytes. With a `cache` name, answer from that Cache API cache when it can and
@@ -152,7 +184,7 @@ pub struct WebClassifier {
 #[wasm_bindgen]
 impl WebClassifier {
     /// Load the model folder at `base_url` (ending in `/`). `backend` is `"auto"` (WebGPU when
-    /// the browser has an adapter, else CPU), `"webgpu"` or `"cpu"`. `progress(loaded, total)`
+    /// the browser has a hardware adapter, else CPU), `"webgpu"` or `"cpu"`. `progress(loaded, total)`
     /// follows the weights download.
     pub async fn load(
         base_url: String,
@@ -190,6 +222,9 @@ impl WebClassifier {
                 Some(device) => (device, "webgpu"),
                 None => return Err(js_err("this browser has no WebGPU adapter")),
             },
+            // A software WebGPU adapter is far slower than the CPU backend (seconds against
+            // milliseconds per pair), so `auto` takes WebGPU only from real hardware.
+            "auto" if fallback_adapter().await => (Device::flex(), "cpu"),
             "auto" => match webgpu_device().await {
                 Some(device) => (device, "webgpu"),
                 None => (Device::flex(), "cpu"),

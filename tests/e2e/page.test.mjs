@@ -67,16 +67,33 @@ async function readResult(page) {
   return { label, probs };
 }
 
-for (const backend of ["cpu", "auto"]) {
+for (const backend of ["cpu", "auto", "webgpu"]) {
   test(`classify, reject a non-image, classify again (backend=${backend})`, { timeout: 300_000 }, async () => {
     const page = await browser.newPage();
     const errors = [];
     page.on("pageerror", (e) => errors.push(e.message));
     await page.goto(`${base}/index.html?backend=${backend}`);
+    // What this browser offers: no adapter (null), a software fallback (true) or hardware (false).
+    const fallback = await page.evaluate(async () => {
+      const adapter = await navigator.gpu?.requestAdapter();
+      return adapter ? adapter.info?.isFallbackAdapter ?? false : null;
+    });
+    if (backend === "webgpu" && fallback === null) {
+      // Forcing WebGPU without an adapter is a message, not a broken page.
+      await page.locator("#error").waitFor({ state: "visible", timeout: 120_000 });
+      assert.match(await page.locator("#error").textContent(), /WebGPU/);
+      console.log("backend=webgpu: this browser has no adapter; the page says so");
+      await page.close();
+      return;
+    }
     await page.waitForSelector("body[data-ready]", { timeout: 120_000 });
     const badge = (await page.locator("#backend").textContent()).trim();
     assert.ok(["WebGPU", "CPU (wasm)"].includes(badge), badge);
     if (backend === "cpu") assert.equal(badge, "CPU (wasm)");
+    if (backend === "webgpu") assert.equal(badge, "WebGPU");
+    // `auto` leaves a software adapter (SwiftShader here) for the faster CPU backend.
+    if (backend === "auto" && fallback !== false) assert.equal(badge, "CPU (wasm)");
+    if (backend === "auto" && fallback === false) assert.equal(badge, "WebGPU");
     console.log(`backend=${backend}: the page runs on ${badge}`);
 
     await page.setInputFiles("#file", fixture("4066.jpg"));
