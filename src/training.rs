@@ -96,8 +96,7 @@ impl TrainingOptions {
     pub fn for_encoders(image: ImageEncoderKind, text: TextEncoderKind) -> Self {
         let scratch = Self::scratch();
         if image.is_pretrained() || text.is_pretrained() {
-            let finetune = text.is_pretrained();
-            Self {
+            let options = Self {
                 image_encoder: image,
                 text_encoder: text,
                 epochs: 8,
@@ -106,11 +105,16 @@ impl TrainingOptions {
                 patience: 8,
                 dropout: 0.3,
                 half_precision: true,
-                finetune_layers: if finetune { 2 } else { 0 },
+                finetune_layers: 2,
                 finetune_lr: 5e-5,
                 ..scratch
+            };
+            // Only MiniLM is fine-tuned; with a scratch caption encoder, heads only.
+            if text.is_pretrained() {
+                options
+            } else {
+                options.heads_only()
             }
-            .heads_only_if(!finetune)
         } else {
             scratch
         }
@@ -125,10 +129,6 @@ impl TrainingOptions {
             patience: 15,
             ..self
         }
-    }
-
-    fn heads_only_if(self, yes: bool) -> Self {
-        if yes { self.heads_only() } else { self }
     }
 
     fn scratch() -> Self {
