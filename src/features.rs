@@ -1,24 +1,17 @@
 //! A cache of frozen-encoder features, so that retraining the heads on top of pretrained
 //! encoders takes seconds instead of re-running MobileNet and MiniLM over every pair.
 //!
-//! One safetensors file per encoder and preprocessing setting, under
-//! `~/.cache/mvsa-sentiment/features/` (`MVSA_FEATURES` overrides): a `keys` tensor (u64 digests
-//! of each input as the encoder sees it) and a `features` tensor `[rows, dim]`. Rows are found by
-//! content, so another split, a `--limit` run or a changed data folder reuse what they can.
+//! One safetensors file per encoder in a cache folder the caller chooses (the CLIs:
+//! `~/.cache/mvsa-sentiment/features`): a `keys` tensor (u64 digests of each input as the
+//! encoder sees it, preprocessing settings included) and a `features` tensor `[rows, dim]`.
+//! Rows are found by content, so another split, a `--limit` run or a changed data folder reuse
+//! what they can.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
-
-pub fn dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("MVSA_FEATURES") {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
-    PathBuf::from(home).join(".cache/mvsa-sentiment/features")
-}
 
 pub struct FeatureCache {
     path: PathBuf,
@@ -28,10 +21,10 @@ pub struct FeatureCache {
 }
 
 impl FeatureCache {
-    /// Open (or start) the cache `name` of `dim`-wide rows. An unreadable or mismatched file is
-    /// started afresh: it is only a cache.
-    pub fn open(name: &str, dim: usize) -> Self {
-        let path = dir().join(format!("{name}.safetensors"));
+    /// Open (or start) the cache `name` of `dim`-wide rows in `dir`. An unreadable or
+    /// mismatched file is started afresh: it is only a cache.
+    pub fn open(dir: &Path, name: &str, dim: usize) -> Self {
+        let path = dir.join(format!("{name}.safetensors"));
         let rows = std::fs::read(&path)
             .ok()
             .and_then(|bytes| read_rows(&bytes, dim).ok())
@@ -129,18 +122,16 @@ mod tests {
     #[test]
     fn rows_survive_a_save_and_reopen() {
         let tmp = tempfile::tempdir().unwrap();
-        // SAFETY: tests in this module are the only users of MVSA_FEATURES in this process.
-        unsafe { std::env::set_var("MVSA_FEATURES", tmp.path()) };
-        let mut cache = FeatureCache::open("t", 3);
+        let mut cache = FeatureCache::open(tmp.path(), "t", 3);
         assert!(cache.is_empty());
         cache.insert(7, vec![1.0, 2.0, 3.0]);
         cache.insert(u64::MAX, vec![-1.0, 0.5, 1e-9]);
         cache.save().unwrap();
-        let back = FeatureCache::open("t", 3);
+        let back = FeatureCache::open(tmp.path(), "t", 3);
         assert_eq!(back.len(), 2);
         assert_eq!(back.get(7), Some(&[1.0, 2.0, 3.0][..]));
         assert_eq!(back.get(u64::MAX), Some(&[-1.0, 0.5, 1e-9][..]));
         // Another width is another cache: the old rows are not served.
-        assert!(FeatureCache::open("t", 4).is_empty());
+        assert!(FeatureCache::open(tmp.path(), "t", 4).is_empty());
     }
 }

@@ -5,98 +5,91 @@ use std::path::Path;
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
-use crate::metrics::Metrics;
+use mvsa_model::metrics::Metrics;
+
 use crate::training::EpochLog;
 
 fn fail(path: &Path) -> impl Fn(Box<dyn std::error::Error + '_>) -> anyhow::Error + '_ {
     move |e| anyhow!("cannot draw {}: {e}", path.display())
 }
 
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+type DrawResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;
+
 /// Loss (train and validation) and validation accuracy / macro-F1 per epoch, side by side,
 /// with the kept epoch marked.
 pub fn training_curves(history: &[EpochLog], best_epoch: usize, path: &Path) -> Result<()> {
     let root = SVGBackend::new(path, (960, 380)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| fail(path)(Box::new(e)))?;
-    let (left, right) = root.split_horizontally(480);
-    let epochs = history.len().max(2) as f64;
-    let x_range = 1.0..epochs;
-
-    let losses = history.iter().flat_map(|h| [h.train_loss, h.val_loss]);
-    let max_loss = losses.fold(0.1f64, f64::max) * 1.1;
-    let mut chart = ChartBuilder::on(&left)
-        .caption("Loss", ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(32)
-        .y_label_area_size(48)
-        .build_cartesian_2d(x_range.clone(), 0.0..max_loss)
-        .map_err(|e| fail(path)(Box::new(e)))?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .draw()
-        .map_err(|e| fail(path)(Box::new(e)))?;
     let series = |f: fn(&EpochLog) -> f64| -> Vec<(f64, f64)> {
         history.iter().map(|h| (h.epoch as f64, f(h))).collect()
     };
-    for (name, data, color) in [
-        ("train", series(|h| h.train_loss), BLUE),
-        ("validation", series(|h| h.val_loss), RED),
-    ] {
-        chart
-            .draw_series(LineSeries::new(data, color.stroke_width(2)))
-            .map_err(|e| fail(path)(Box::new(e)))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| fail(path)(Box::new(e)))?;
+    let max_loss = history
+        .iter()
+        .flat_map(|h| [h.train_loss, h.val_loss])
+        .fold(0.1f64, f64::max)
+        * 1.1;
+    let draw = || -> DrawResult {
+        root.fill(&WHITE)?;
+        let (left, right) = root.split_horizontally(480);
+        let epochs = history.len().max(2) as f64;
+        let losses = [
+            ("train", series(|h| h.train_loss), BLUE),
+            ("validation", series(|h| h.val_loss), RED),
+        ];
+        panel(&left, "Loss", epochs, max_loss, &losses, None)?;
+        let scores = [
+            ("accuracy", series(|h| h.val_accuracy), GREEN),
+            ("macro-F1", series(|h| h.val_macro_f1), MAGENTA),
+        ];
+        let caption = format!("Validation (kept epoch {best_epoch})");
+        panel(&right, &caption, epochs, 1.0, &scores, Some(best_epoch))?;
+        root.present()
+    };
+    draw().map_err(|e| fail(path)(Box::new(e)))
+}
 
-    let mut chart = ChartBuilder::on(&right)
-        .caption(
-            format!("Validation (kept epoch {best_epoch})"),
-            ("sans-serif", 18),
-        )
+/// One chart of lines over epochs `1..epochs`, `0..top` high, with a legend; `kept` marks an
+/// epoch with a vertical line.
+fn panel(
+    area: &Area,
+    caption: &str,
+    epochs: f64,
+    top: f64,
+    lines: &[(&str, Vec<(f64, f64)>, RGBColor)],
+    kept: Option<usize>,
+) -> DrawResult {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(32)
         .y_label_area_size(48)
-        .build_cartesian_2d(x_range, 0.0..1.0)
-        .map_err(|e| fail(path)(Box::new(e)))?;
+        .build_cartesian_2d(1.0..epochs, 0.0..top)?;
     chart
         .configure_mesh()
         .x_desc("epoch")
         .x_label_formatter(&|x| format!("{x:.0}"))
-        .draw()
-        .map_err(|e| fail(path)(Box::new(e)))?;
-    for (name, data, color) in [
-        ("accuracy", series(|h| h.val_accuracy), GREEN),
-        ("macro-F1", series(|h| h.val_macro_f1), MAGENTA),
-    ] {
+        .draw()?;
+    for (name, data, color) in lines {
+        let color = *color;
         chart
-            .draw_series(LineSeries::new(data, color.stroke_width(2)))
-            .map_err(|e| fail(path)(Box::new(e)))?
-            .label(name)
+            .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))?
+            .label(*name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
     }
-    chart
-        .draw_series(std::iter::once(PathElement::new(
-            vec![(best_epoch as f64, 0.0), (best_epoch as f64, 1.0)],
-            BLACK.mix(0.4),
-        )))
-        .map_err(|e| fail(path)(Box::new(e)))?;
+    if let Some(epoch) = kept {
+        let mark = vec![(epoch as f64, 0.0), (epoch as f64, top)];
+        chart.draw_series(std::iter::once(PathElement::new(mark, BLACK.mix(0.4))))?;
+    }
+    let position = match kept {
+        Some(_) => SeriesLabelPosition::LowerRight,
+        None => SeriesLabelPosition::UpperRight,
+    };
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(position)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
-        .map_err(|e| fail(path)(Box::new(e)))?;
-    root.present().map_err(|e| fail(path)(Box::new(e)))?;
-    Ok(())
 }
 
 /// Confusion matrix: rows are true labels, columns predictions; cells shaded by row share.

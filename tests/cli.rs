@@ -1,75 +1,32 @@
-#![cfg(not(target_arch = "wasm32"))]
 //! End-to-end: the `train` and `predict` binaries on the committed fixture folder (a dozen real
 //! pairs, one with an invalid-UTF-8 caption, two with 48 px pictures), and their errors.
 
-use std::path::{Path, PathBuf};
+mod support;
 
-use assert_cmd::Command;
+use std::path::Path;
+
+use burn::prelude::Device;
+use burn::store::ModuleSnapshot;
+use mvsa_model::Classifier;
 use predicates::prelude::*;
 use serde_json::Value;
+use support::{arg, bin, copy_fixture, fixture, predict, read_json, train, train_small};
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mini")
-}
-
-fn bin(name: &str) -> Command {
-    Command::cargo_bin(name).unwrap()
-}
-
-/// The small from-scratch model, with fast settings for the fixture folder.
-fn train(out: &Path, data: &Path, seed: u64) -> assert_cmd::assert::Assert {
-    bin("train")
-        .arg("--small")
-        .args([
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .args([
-            "--epochs",
-            "2",
-            "--batch-size",
-            "4",
-            "--val-fraction",
-            "0.25",
-        ])
-        .args([
-            "--vocab-size",
-            "300",
-            "--image-size",
-            "32",
-            "--max-len",
-            "24",
-        ])
-        .args(["--seed", &seed.to_string(), "--quiet"])
-        .assert()
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// Copy the fixture folder so a test can break it.
-fn copy_fixture(to: &Path) {
-    std::fs::create_dir_all(to.join("data")).unwrap();
-    for entry in std::fs::read_dir(fixture().join("data")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join("data").join(entry.file_name())).unwrap();
-    }
-    for list in ["train.txt", "test_without_label.txt"] {
-        std::fs::copy(fixture().join(list), to.join(list)).unwrap();
-    }
+/// The training loss of each epoch.
+fn losses(metrics: &Value) -> Vec<f64> {
+    let history = metrics["history"].as_array().unwrap();
+    history.iter().map(|h| h["train_loss"].as_f64().unwrap()).collect()
 }
 
 #[test]
 fn train_writes_a_model_folder_and_is_reproducible() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    train(&a, &fixture(), 3)
+    train_small(&fixture(), &a, 2, 3)
+        .assert()
         .success()
         .stdout(predicate::str::contains("validation ("));
-    train(&b, &fixture(), 3).success();
+    train_small(&fixture(), &b, 2, 3).assert().success();
     for file in [
         "model.bpk",
         "config.json",
@@ -103,36 +60,27 @@ fn train_writes_a_model_folder_and_is_reproducible() {
     // Same seed, same data → same metrics and the same learning curve.
     let again = read_json(&b.join("metrics.json"));
     assert_eq!(again["validation"], metrics["validation"]);
-    let losses = |m: &Value| -> Vec<f64> {
-        m["history"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["train_loss"].as_f64().unwrap())
-            .collect()
-    };
     assert_eq!(losses(&again), losses(&metrics));
     let config = read_json(&a.join("config.json"));
     assert_eq!(
         config["labels"],
         serde_json::json!(["negative", "neutral", "positive"])
     );
-    assert_eq!(config["image"]["size"], 32);
+    assert_eq!(config["image"]["preprocess"]["size"], 32);
+}
+
+#[test]
+fn predict_writes_the_lab_format_and_single_pairs_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    train_small(&fixture(), &a, 1, 3).assert().success();
 
     // Batch prediction: `guid,tag` for every listed guid, header first, in list order.
     let csv = dir.path().join("pred.csv");
-    bin("predict")
-        .args([
-            "--model",
-            a.to_str().unwrap(),
-            "--data",
-            fixture().to_str().unwrap(),
-        ])
-        .args([
-            "--list",
-            fixture().join("test_without_label.txt").to_str().unwrap(),
-        ])
-        .args(["--out", csv.to_str().unwrap()])
+    predict(&a)
+        .args(["--data", arg(&fixture())])
+        .args(["--list", arg(&fixture().join("test_without_label.txt"))])
+        .args(["--out", arg(&csv)])
         .assert()
         .success();
     let text = std::fs::read_to_string(&csv).unwrap();
@@ -149,13 +97,9 @@ fn train_writes_a_model_folder_and_is_reproducible() {
     }
 
     // Single pair: JSON with the label and three probability sets that each sum to 1.
-    let out = bin("predict")
-        .args(["--model", a.to_str().unwrap()])
-        .args(["--image", fixture().join("data/4066.jpg").to_str().unwrap()])
-        .args([
-            "--text-file",
-            fixture().join("data/4597.txt").to_str().unwrap(),
-        ])
+    let out = predict(&a)
+        .args(["--image", arg(&fixture().join("data/4066.jpg"))])
+        .args(["--text-file", arg(&fixture().join("data/4597.txt"))])
         .assert()
         .success()
         .get_output()
@@ -181,88 +125,90 @@ fn train_writes_a_model_folder_and_is_reproducible() {
     // Errors: corrupt picture, empty caption, missing model folder.
     let corrupt = dir.path().join("corrupt.jpg");
     std::fs::write(&corrupt, b"\xff\xd8\xff\xe0 truncated jpeg").unwrap();
-    bin("predict")
-        .args([
-            "--model",
-            a.to_str().unwrap(),
-            "--image",
-            corrupt.to_str().unwrap(),
-            "--text",
-            "hello",
-        ])
+    predict(&a)
+        .args(["--image", arg(&corrupt), "--text", "hello"])
         .assert()
         .failure()
         .stderr(predicate::str::contains("corrupt.jpg").and(predicate::str::contains("image")));
-    bin("predict")
-        .args(["--model", a.to_str().unwrap(), "--text", "   "])
+    predict(&a)
+        .args(["--text", "   "])
         .assert()
         .failure()
         .stderr(predicate::str::contains("caption is empty"));
-    bin("predict")
-        .args([
-            "--model",
-            dir.path().join("nope").to_str().unwrap(),
-            "--text",
-            "hi",
-        ])
+    predict(&dir.path().join("nope"))
+        .args(["--text", "hi"])
         .assert()
         .failure()
         .stderr(predicate::str::contains("nope").and(predicate::str::contains("config.json")));
 }
 
-/// The default: frozen pretrained encoders (fetched by `scripts/fetch-encoders.sh`), features
-/// cached, heads trained on them, weights stored in f16.
+/// The default: pretrained encoders (fetched by `scripts/fetch-encoders.sh`), MobileNetV2's
+/// features cached, MiniLM's top layers fine-tuned on states of the lower ones, weights stored
+/// in f16; and heads alone on cached features of both encoders.
 #[test]
 fn train_with_pretrained_encoders_caches_features_and_stores_f16() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("features");
-    let run = |out: &Path| {
-        bin("train")
-            .env("MVSA_FEATURES", &cache)
-            .args(["--data", fixture().to_str().unwrap()])
-            .args(["--out", out.to_str().unwrap()])
-            .args([
-                "--epochs",
-                "3",
-                "--batch-size",
-                "4",
-                "--val-fraction",
-                "0.25",
-            ])
-            .args(["--seed", "5", "--quiet"])
+    let run = |out: &Path, extra: &[&str]| {
+        train(&fixture(), out, 3, 5)
+            .args(["--feature-cache", arg(&cache)])
+            .args(extra)
             .assert()
             .success()
             .stdout(predicate::str::contains("validation ("));
         read_json(&out.join("metrics.json"))
     };
-    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    let first = run(&a);
-    assert_eq!(first["features"]["image_computed"], 12);
-    assert_eq!(first["features"]["text_computed"], 12);
-    assert!(cache.join("mobilenet-v2.safetensors").is_file());
-    assert!(cache.join("minilm-l6.safetensors").is_file());
-    // The second run finds every feature in the cache and trains the same heads.
-    let second = run(&b);
-    assert_eq!(second["features"]["image_computed"], 0);
-    assert_eq!(second["features"]["text_computed"], 0);
-    assert_eq!(second["validation"], first["validation"]);
-    // The written folder, reloaded with its f16 weights and run end to end, agrees with the
-    // validation numbers computed on the cached features in f32.
-    assert_eq!(
-        first["saved_model"]["confusion"],
-        first["validation"]["confusion"]
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
     );
-    let config = read_json(&a.join("config.json"));
-    assert_eq!(config["image"]["encoder"], "mobilenet-v2");
-    assert_eq!(config["text"]["encoder"], "minilm-l6");
-    assert_eq!(config["image"]["size"], 224);
-    // f16: about 2 bytes for each of MiniLM's 22.7 M and MobileNetV2's 2.2 M parameters.
-    let bytes = std::fs::metadata(a.join("model.bpk")).unwrap().len();
-    assert!((45_000_000..60_000_000).contains(&bytes), "{bytes} bytes");
+    let first = run(&a, &[]);
+    // Fine-tuning reads MiniLM's lower states, not its cached features.
+    assert_eq!(first["features"]["image_computed"], 12);
+    assert_eq!(first["features"]["text_computed"], 0);
+    assert!(cache.join("mobilenet-v2.safetensors").is_file());
+    // The second run finds every picture's features in the cache and trains the same model.
+    let second = run(&b, &[]);
+    assert_eq!(second["features"]["image_computed"], 0);
+    assert_eq!(second["validation"], first["validation"]);
+    assert_eq!(losses(&second), losses(&first));
+    // Heads alone read both encoders' features, MiniLM's computed once.
+    let heads = run(&c, &["--finetune-layers", "0"]);
+    assert_eq!(heads["features"]["image_computed"], 0);
+    assert_eq!(heads["features"]["text_computed"], 12);
+    assert!(cache.join("minilm-l6.safetensors").is_file());
+    for (folder, metrics) in [(&a, &first), (&c, &heads)] {
+        // The written folder, reloaded with its f16 weights and run end to end, agrees with
+        // the validation numbers computed in training, in f32.
+        assert_eq!(
+            metrics["saved_model"]["confusion"],
+            metrics["validation"]["confusion"]
+        );
+        let config = read_json(&folder.join("config.json"));
+        assert_eq!(config["format"], 2);
+        assert_eq!(config["image"]["encoder"]["kind"], "mobilenet-v2");
+        assert_eq!(config["text"]["encoder"]["kind"], "minilm-l6");
+        assert_eq!(config["text"]["encoder"]["num_hidden_layers"], 6);
+        assert_eq!(config["image"]["preprocess"]["size"], 224);
+        // f16: about 2 bytes for each of MiniLM's 22.7 M and MobileNetV2's 2.2 M parameters.
+        let bytes = std::fs::metadata(folder.join("model.bpk")).unwrap().len();
+        assert!((45_000_000..60_000_000).contains(&bytes), "{bytes} bytes");
+    }
+    // Fine-tuning trained MiniLM's top layers and only them: against the heads-only folder
+    // (MiniLM frozen), the top layer moved and the lowest did not.
+    let weights = |folder: &Path, name: &str| {
+        let classifier = Classifier::load(folder, &Device::flex()).unwrap();
+        let tensors = classifier.model().collect(None, None, false);
+        let tensor = tensors.into_iter().find(|t| t.name == name).unwrap();
+        tensor.to_bytes().unwrap().to_vec()
+    };
+    let layer = |n: usize| format!("text.encoder.Pretrained.encoder.layer.{n}.intermediate.weight");
+    assert_ne!(weights(&a, &layer(5)), weights(&c, &layer(5)));
+    assert_eq!(weights(&a, &layer(0)), weights(&c, &layer(0)));
     // And `predict` runs the folder end to end.
-    bin("predict")
-        .args(["--model", a.to_str().unwrap()])
-        .args(["--image", fixture().join("data/4066.jpg").to_str().unwrap()])
+    predict(&a)
+        .args(["--image", arg(&fixture().join("data/4066.jpg"))])
         .args(["--text", "what a lovely day"])
         .assert()
         .success()
@@ -278,27 +224,30 @@ fn train_without_fetched_encoders_says_how_to_fetch_them() {
     let dir = tempfile::tempdir().unwrap();
     bin("train")
         .env("MVSA_ENCODERS", dir.path().join("nothing-here"))
-        .args(["--data", fixture().to_str().unwrap()])
-        .args(["--out", dir.path().join("m").to_str().unwrap()])
+        .args(["--data", arg(&fixture())])
+        .args(["--out", arg(&dir.path().join("m"))])
         .assert()
         .failure()
         .stderr(
-            predicate::str::contains("mobilenet_v2.pth is missing")
+            predicate::str::contains("nothing-here/minilm/config.json is missing")
                 .and(predicate::str::contains("scripts/fetch-encoders.sh")),
         );
+    bin("train")
+        .args(["--encoders", arg(&dir.path().join("nothing-here"))])
+        .args(["--data", arg(&fixture()), "--modality", "image"])
+        .args(["--out", arg(&dir.path().join("m"))])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "nothing-here/mobilenet_v2.pth is missing",
+        ));
 }
 
 #[test]
 fn train_reports_a_missing_folder() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no-such-folder");
-    bin("train")
-        .args([
-            "--data",
-            missing.to_str().unwrap(),
-            "--out",
-            dir.path().join("m").to_str().unwrap(),
-        ])
+    train_small(&missing, &dir.path().join("m"), 1, 1)
         .assert()
         .failure()
         .stderr(
@@ -318,14 +267,18 @@ fn train_reports_a_bad_label_row() {
             .unwrap()
             .replacen("5001,negative", "5001;negative", 1);
     std::fs::write(&list, text).unwrap();
-    train(&dir.path().join("m"), &data, 1).failure().stderr(
-        predicate::str::contains("train.txt:3").and(predicate::str::contains("5001;negative")),
-    );
+    train_small(&data, &dir.path().join("m"), 2, 1)
+        .assert()
+        .failure()
+        .stderr(
+            predicate::str::contains("train.txt:3").and(predicate::str::contains("5001;negative")),
+        );
     let text = std::fs::read_to_string(&list)
         .unwrap()
         .replacen("5001;negative", "5001,sad", 1);
     std::fs::write(&list, text).unwrap();
-    train(&dir.path().join("m"), &data, 1)
+    train_small(&data, &dir.path().join("m"), 2, 1)
+        .assert()
         .failure()
         .stderr(predicate::str::contains(
             "train.txt:3: guid 5001 has tag \"sad\"",
@@ -340,29 +293,11 @@ fn train_skips_unreadable_pairs_with_a_counted_warning() {
     std::fs::write(data.join("data/2626.jpg"), b"this is not a jpeg").unwrap();
     std::fs::remove_file(data.join("data/4956.txt")).unwrap();
     let out = dir.path().join("m");
-    bin("train")
-        .args([
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .args([
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--val-fraction",
-            "0.3",
-        ])
-        .args(["--small", "--vocab-size", "300", "--image-size", "32"])
-        .assert()
-        .success()
-        .stderr(
-            predicate::str::contains("skipped 2 of 12 pairs")
-                .and(predicate::str::contains("2626.jpg"))
-                .and(predicate::str::contains("4956.txt")),
-        );
+    train_small(&data, &out, 1, 42).assert().success().stderr(
+        predicate::str::contains("skipped 2 of 12 pairs")
+            .and(predicate::str::contains("2626.jpg"))
+            .and(predicate::str::contains("4956.txt")),
+    );
     let metrics = read_json(&out.join("metrics.json"));
     assert_eq!(metrics["skipped"].as_array().unwrap().len(), 2);
     assert_eq!(
@@ -373,16 +308,11 @@ fn train_skips_unreadable_pairs_with_a_counted_warning() {
     // Batch prediction over a list with a broken picture falls back to the caption, with a
     // warning, and still writes every guid.
     std::fs::write(data.join("data/8.jpg"), b"garbage").unwrap();
-    bin("predict")
-        .args([
-            "--model",
-            out.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-        ])
+    predict(&out)
+        .args(["--data", arg(&data)])
         .args([
             "--list",
-            data.join("test_without_label.txt").to_str().unwrap(),
+            arg(&data.join("test_without_label.txt")),
             "--out",
             "-",
         ])
@@ -393,12 +323,58 @@ fn train_skips_unreadable_pairs_with_a_counted_warning() {
 }
 
 #[test]
+fn register_upgrades_an_older_folder_and_lists_it_for_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let www = dir.path().join("www");
+    let folder = www.join("old");
+    train_small(&fixture(), &folder, 1, 3).assert().success();
+    assert!(!www.join("models.json").exists(), "no manifest, nothing listed");
+    // config.json as the first versions wrote it: flat, without a format.
+    let config = read_json(&folder.join("config.json"));
+    let (image, text) = (&config["image"], &config["text"]);
+    let flat = serde_json::json!({
+        "labels": config["labels"], "modality": "both",
+        "image": {
+            "size": image["preprocess"]["size"], "resize": image["preprocess"]["resize"],
+            "mean": image["preprocess"]["mean"], "std": image["preprocess"]["std"],
+            "channels": image["encoder"]["channels"], "max_side": image["preprocess"]["max_side"],
+        },
+        "text": {
+            "max_len": text["preprocess"]["max_len"], "pad_id": text["preprocess"]["pad_id"],
+            "max_bytes": text["preprocess"]["max_bytes"], "vocab_size": text["encoder"]["vocab_size"],
+            "embed_dim": text["encoder"]["embed_dim"], "hidden": text["encoder"]["hidden"],
+        },
+        "fusion_hidden": config["fusion_hidden"], "dropout": config["dropout"],
+    });
+    std::fs::write(folder.join("config.json"), flat.to_string()).unwrap();
+    predict(&folder).args(["--text", "hello"]).assert().success();
+
+    bin("train").args(["--register", arg(&folder)]).assert().success();
+    assert_eq!(read_json(&folder.join("config.json")), config, "upgraded to the current format");
+    let entry = |www: &Path| read_json(&www.join("models.json"))["models"][0].clone();
+    let listed = entry(&www);
+    assert_eq!(listed["id"], "old");
+    let weights = std::fs::metadata(folder.join("model.bpk")).unwrap().len();
+    assert_eq!(listed["files"]["model.bpk"], weights);
+    let metrics = read_json(&folder.join("metrics.json"));
+    assert_eq!(listed["validation"]["accuracy"], metrics["validation"]["accuracy"]);
+    // Retraining a listed folder updates its entry (here, one made stale by hand).
+    let stale = std::fs::read_to_string(www.join("models.json")).unwrap();
+    let stale = stale.replace("\"pairs\": 3", "\"pairs\": 999");
+    std::fs::write(www.join("models.json"), stale).unwrap();
+    train_small(&fixture(), &folder, 2, 4).assert().success();
+    let metrics = read_json(&folder.join("metrics.json"));
+    assert_eq!(entry(&www)["validation"]["pairs"], metrics["validation_pairs"]);
+    assert_eq!(entry(&www)["validation"]["macro_f1"], metrics["validation"]["macro_f1"]);
+}
+
+#[test]
 fn help_describes_the_commands() {
     bin("train")
         .arg("--help")
         .assert()
         .success()
-        .stdout(predicate::str::contains("--modality"));
+        .stdout(predicate::str::contains("--modality").and(predicate::str::contains("Presets")));
     bin("predict")
         .arg("--help")
         .assert()

@@ -3,15 +3,12 @@
 //! safetensors; `scripts/reference/minilm_reference.py`) and rank a paraphrase above an
 //! unrelated sentence. Needs `bash scripts/fetch-encoders.sh` first (the test command runs it).
 
-#![cfg(not(target_arch = "wasm32"))]
+mod support;
 
 use burn::prelude::*;
-use mvsa_sentiment::config::{ImageConfig, TextConfig};
-use mvsa_sentiment::encoders::{
-    ImageEncoderKind, MiniLm, MiniLmShape, MobileCnn, TextEncoderKind, cache,
-};
-use mvsa_sentiment::model::ModelInput;
-use mvsa_sentiment::preprocess::{ImagePreprocessor, TextPreprocessor};
+use mvsa_model::config::{ImageBranchConfig, TextBranchConfig};
+use mvsa_model::model::{Encoder, TokenBatch, image_batch};
+use mvsa_model::preprocess::{ImagePreprocessor, TextPreprocessor, Tokens};
 use serde::Deserialize;
 
 /// Photo, and the ImageNet classes that count as right (near-synonyms such as tabby / tiger
@@ -22,28 +19,20 @@ const PHOTOS: [(&str, &[usize]); 3] = [
     ("tripod.jpg", &[872, 759]),
 ];
 
-fn top1(kind: ImageEncoderKind) -> Vec<(usize, f32)> {
+fn top1(branch: ImageBranchConfig) -> Vec<(usize, f32)> {
     let device = Device::flex();
-    let path = cache::image_weights(kind).unwrap();
-    let cnn = match kind {
-        ImageEncoderKind::MobilenetV2 => MobileCnn::mobilenet_v2(true, &device)
-            .load_mobilenet_v2(&path)
-            .unwrap(),
-        ImageEncoderKind::EfficientnetLite0 => MobileCnn::efficientnet_lite0(true, &device)
-            .load_efficientnet_lite0(&path)
-            .unwrap(),
-        ImageEncoderKind::Scratch => unreachable!(),
-    };
-    let config = ImageConfig::for_encoder(kind);
-    let pre = ImagePreprocessor::new(config.clone());
+    let cnn = support::encoders()
+        .imagenet_classifier(&branch.encoder, &device)
+        .unwrap();
+    let pre = ImagePreprocessor::new(branch.preprocess.clone());
     let pixels: Vec<f32> = PHOTOS
         .iter()
         .flat_map(|(file, _)| {
-            let bytes = std::fs::read(format!("tests/fixtures/imagenet/{file}")).unwrap();
-            pre.preprocess(&bytes).unwrap()
+            let path = support::root().join("tests/fixtures/imagenet").join(file);
+            pre.preprocess(&std::fs::read(path).unwrap()).unwrap()
         })
         .collect();
-    let images = ModelInput::images(pixels, PHOTOS.len(), config.size, &device);
+    let images = image_batch(pixels, PHOTOS.len(), branch.preprocess.size, &device);
     let probs = burn::tensor::activation::softmax(cnn.classify(images).unwrap(), 1);
     let probs = probs.into_data().try_to_vec::<f32>().unwrap();
     probs
@@ -55,24 +44,25 @@ fn top1(kind: ImageEncoderKind) -> Vec<(usize, f32)> {
         .collect()
 }
 
-fn check_photos(kind: ImageEncoderKind) {
-    for ((file, classes), (class, prob)) in PHOTOS.iter().zip(top1(kind)) {
+fn check_photos(branch: ImageBranchConfig) {
+    let name = branch.encoder.name();
+    for ((file, classes), (class, prob)) in PHOTOS.iter().zip(top1(branch)) {
         assert!(
             classes.contains(&class),
-            "{kind:?} put {file} in ImageNet class {class} (p = {prob:.2}), expected one of {classes:?}"
+            "{name} put {file} in ImageNet class {class} (p = {prob:.2}), expected one of {classes:?}"
         );
-        assert!(prob > 0.2, "{kind:?} is unsure about {file}: p = {prob:.2}");
+        assert!(prob > 0.2, "{name} is unsure about {file}: p = {prob:.2}");
     }
 }
 
 #[test]
 fn mobilenet_v2_classifies_imagenet_photos() {
-    check_photos(ImageEncoderKind::MobilenetV2);
+    check_photos(ImageBranchConfig::mobilenet_v2());
 }
 
 #[test]
 fn efficientnet_lite0_classifies_imagenet_photos() {
-    check_photos(ImageEncoderKind::EfficientnetLite0);
+    check_photos(ImageBranchConfig::efficientnet_lite0());
 }
 
 #[derive(Deserialize)]
@@ -93,18 +83,19 @@ const TOLERANCE: f32 = 1e-5;
 
 #[test]
 fn minilm_matches_reference_embeddings() {
-    let reference: Reference =
-        serde_json::from_slice(&std::fs::read("tests/golden/minilm.json").unwrap()).unwrap();
+    let path = support::root().join("tests/golden/minilm.json");
+    let reference: Reference = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let device = Device::flex();
-    let kind = TextEncoderKind::MinilmL6;
-    let model = MiniLm::new(&MiniLmShape::default(), &device)
-        .load(&cache::text_weights(kind).unwrap())
-        .unwrap();
-    let config = TextConfig::for_encoder(kind, 0);
-    let tokenizer = std::fs::read(cache::text_tokenizer(kind).unwrap()).unwrap();
-    let text = TextPreprocessor::from_json(&tokenizer, config.clone()).unwrap();
+    let files = support::encoders();
+    let shape = files.minilm_config().unwrap();
+    let model = files.minilm(&shape, &device).unwrap();
+    let text = TextPreprocessor::new(
+        files.minilm_tokenizer().unwrap(),
+        TextBranchConfig::minilm(shape),
+    )
+    .unwrap();
 
-    let tokens: Vec<_> = reference
+    let tokens: Vec<Tokens> = reference
         .sentences
         .iter()
         .map(|s| text.encode(&s.sentence).unwrap())
@@ -113,9 +104,12 @@ fn minilm_matches_reference_embeddings() {
         assert_eq!(t.ids[..t.len], s.ids[..], "token ids of {:?}", s.sentence);
     }
     // One padded batch: masking must make every row equal to its unpadded reference.
-    let (ids, mask) = ModelInput::tokens(tokens.iter(), &config, &device);
+    let batch = || {
+        let rows = text.rows(&tokens.iter().collect::<Vec<_>>());
+        TokenBatch::new(rows.ids, rows.mask, rows.shape, &device)
+    };
     let embeddings = model
-        .forward(ids, mask)
+        .encode(batch())
         .into_data()
         .try_to_vec::<f32>()
         .unwrap();
@@ -139,9 +133,9 @@ fn minilm_matches_reference_embeddings() {
         );
     }
     // Fine-tuning runs the top layers on cached states of the lower ones: the same numbers.
-    let (ids, mask) = ModelInput::tokens(tokens.iter(), &config, &device);
-    let lower = model.hidden_states(ids, mask.clone(), 4);
-    let split = MiniLm::pool(model.run_layers(lower, mask.clone(), 4..6), mask)
+    let (lower, top) = model.split_top(2);
+    let split = top
+        .encode(lower.hidden_states(batch()))
         .into_data()
         .try_to_vec::<f32>()
         .unwrap();

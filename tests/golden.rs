@@ -1,15 +1,13 @@
 //! Golden values of the shipped models on three fixture pairs: the preprocessed input and the
 //! fused / image / text probabilities. This native test checks `tests/golden/shipped.json`
 //! (www/model, pretrained encoders) and `tests/golden/small.json` (www/model-small) against
-//! native inference (`UPDATE_GOLDEN=1` rewrites them after retraining); `tests/web.rs` checks
+//! native inference (`UPDATE_GOLDEN=1` rewrites them after retraining); `crates/web/tests/web.rs` checks
 //! the same files in the browser, so wasm and native agree through them.
-#![cfg(not(target_arch = "wasm32"))]
 
-use std::path::Path;
+mod support;
 
 use burn::prelude::Device;
-use mvsa_sentiment::Classifier;
-use mvsa_sentiment::preprocess::decode_caption;
+use mvsa_model::{Classifier, Pair};
 use serde_json::{Value, json};
 
 const GUIDS: [&str; 3] = ["4066", "4597", "2626"];
@@ -26,17 +24,19 @@ fn small_model_matches_golden_values() {
 }
 
 fn check(folder: &str, golden_file: &str) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = support::root();
     let classifier = Classifier::load(&root.join(folder), &Device::flex()).unwrap();
     let mut pairs = Vec::new();
     for guid in GUIDS {
-        let data = root.join("tests/fixtures/mini/data");
-        let image = std::fs::read(data.join(format!("{guid}.jpg"))).unwrap();
-        let caption = decode_caption(&std::fs::read(data.join(format!("{guid}.txt"))).unwrap());
-        let prepared = classifier.prepare(Some(&image), Some(&caption)).unwrap();
+        let (image, caption) = support::pair(guid);
+        let pair = Pair {
+            image: Some(&image),
+            caption: Some(&caption),
+        };
+        let prepared = classifier.prepare(pair).unwrap();
         let pixels = prepared.image.clone().unwrap();
         let p = classifier
-            .classify_prepared(std::slice::from_ref(&prepared))
+            .run(std::slice::from_ref(&prepared))
             .unwrap()
             .remove(0);
         pairs.push(json!({
@@ -46,9 +46,9 @@ fn check(folder: &str, golden_file: &str) {
             "pixels_head": &pixels[..16],
             "tokens": prepared.tokens.unwrap().ids,
             "label": p.label,
-            "fused": p.fused,
-            "image": p.image,
-            "text": p.text,
+            "fused": p.scores.fused,
+            "image": p.scores.image,
+            "text": p.scores.text,
         }));
     }
     let current = json!({ "pairs": pairs });

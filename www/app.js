@@ -5,6 +5,7 @@ import init, { WebClassifier } from "../pkg/mvsa_sentiment.js";
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const backendChoice = params.get("backend") ?? "auto";
+let models = []; // www/models.json: what each model is, costs and scores
 let modelUrl = null;
 let classifier = null;
 let loading = 0; // generation of the newest load, so a slow earlier one cannot win
@@ -119,46 +120,29 @@ async function loadSamples() {
 }
 
 const pct = (x) => `${(x * 100).toFixed(1)} %`;
+const megabytes = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
+const downloadBytes = (m) => Object.values(m.files).reduce((a, b) => a + b, 0);
 
-// Accuracy (from the folder's metrics.json) and download size (from the weights' headers) of a
-// model folder, so each choice states what it costs and what it buys.
-async function describe(url) {
-  const [metrics, head] = await Promise.all([
-    fetch(new URL("metrics.json", url)).then((r) => (r.ok ? r.json() : null)),
-    fetch(new URL("model.bpk", url), { method: "HEAD" }),
-  ]);
-  const bytes = Number(head.headers.get("content-length") ?? 0);
-  return { metrics, bytes, ok: head.ok && metrics !== null };
-}
-
-async function describeModels() {
-  for (const option of $("model").options) {
-    const url = new URL(option.value, import.meta.url).href;
-    try {
-      const { metrics, bytes, ok } = await describe(url);
-      if (!ok) {
-        option.disabled = true;
-        option.textContent += " (not available)";
-        continue;
-      }
-      option.textContent += ` — ${(bytes / 1e6).toFixed(1)} MB, ${pct(metrics.validation.accuracy)} validation accuracy`;
-    } catch {
-      option.disabled = true;
-    }
+// The model menu, from the manifest the trainer writes: each choice states what it costs to
+// download and how accurate it was.
+async function loadManifest() {
+  const response = await fetch(new URL("models.json", import.meta.url));
+  if (!response.ok) throw new Error(`www/models.json: HTTP ${response.status}`);
+  models = (await response.json()).models;
+  for (const m of models) {
+    const option = document.createElement("option");
+    option.value = m.id;
+    option.textContent = `${m.title} — ${megabytes(downloadBytes(m))}, ${pct(m.validation.accuracy)} validation accuracy`;
+    $("model").append(option);
   }
 }
 
-async function loadMetrics(url) {
-  try {
-    const m = await (await fetch(new URL("metrics.json", url))).json();
-    const v = m.validation;
-    $("metrics-text").textContent =
-      `Validation (${m.validation_pairs} pairs): accuracy ${pct(v.accuracy)}, ` +
-      `macro-F1 ${pct(v.macro_f1)}, weighted-F1 ${pct(v.weighted_f1)}.`;
-    $("confusion").src = new URL("confusion.svg", url).href;
-  } catch (e) {
-    $("metrics-text").textContent = `Metrics unavailable: ${message(e)}`;
-  }
+function showMetrics(model) {
+  const v = model.validation;
+  $("metrics-text").textContent =
+    `Validation (${v.pairs} pairs): accuracy ${pct(v.accuracy)}, ` +
+    `macro-F1 ${pct(v.macro_f1)}, weighted-F1 ${pct(v.weighted_f1)}.`;
+  $("confusion").src = new URL(`${model.id}/confusion.svg`, import.meta.url).href;
 }
 
 function wire() {
@@ -198,16 +182,17 @@ function wire() {
   $("model").addEventListener("change", () => loadModel($("model").value));
 }
 
-// Load (or switch to) the model folder `folder`; the previous model keeps answering until the
-// new one is ready, and stays if the new one fails.
-async function loadModel(folder) {
+// Load (or switch to) the model `id` of the manifest; the previous model keeps answering until
+// the new one is ready, and stays if the new one fails.
+async function loadModel(id) {
   const generation = ++loading;
-  const url = new URL(folder, import.meta.url).href;
+  const model = models.find((m) => m.id === id);
+  const url = new URL(`${id}/`, import.meta.url).href;
   clearError();
   $("loader").hidden = false;
   $("progress").value = 0;
   $("progress-text").textContent = "";
-  loadMetrics(url);
+  showMetrics(model);
   try {
     const started = performance.now();
     const next = await WebClassifier.load(url, backendChoice, (loaded, total) => {
@@ -230,12 +215,13 @@ async function loadModel(folder) {
     badge.classList.add(classifier.backend);
     $("result").hidden = true;
     document.body.dataset.ready = String(performance.now() - started);
-    document.body.dataset.model = folder;
+    document.body.dataset.model = id;
   } catch (e) {
     if (generation !== loading) return;
     if (!classifier) $("backend").textContent = "not loaded";
     showError(`The model could not be loaded: ${message(e)}`);
-    if (modelUrl) loadMetrics(modelUrl);
+    const current = models.find((m) => new URL(`${m.id}/`, import.meta.url).href === modelUrl);
+    if (current) showMetrics(current);
   } finally {
     if (generation === loading) $("loader").hidden = true;
     updateButton();
@@ -245,17 +231,19 @@ async function loadModel(folder) {
 async function main() {
   wire();
   loadSamples();
-  // ?model=small picks the small model (links, tests); the select follows.
-  if (params.get("model") === "small") $("model").value = "model-small/";
-  describeModels();
   try {
-    await init();
+    await Promise.all([init(), loadManifest()]);
   } catch (e) {
     $("backend").textContent = "not loaded";
-    showError(`The page's wasm module could not start: ${message(e)}`);
+    showError(`The page could not start: ${message(e)}`);
     return;
   }
-  await loadModel($("model").value);
+  // ?model=<id> picks a model of the manifest (`model-small`, or just `small`); the first
+  // one is the default.
+  const wanted = params.get("model");
+  const chosen = models.find((m) => m.id === wanted || m.id === `model-${wanted}`) ?? models[0];
+  $("model").value = chosen.id;
+  await loadModel(chosen.id);
 }
 
 main();

@@ -8,10 +8,13 @@ use std::time::Instant;
 use anyhow::Result;
 use burn::prelude::Device;
 use clap::Parser;
-use mvsa_sentiment::Classifier;
+use mvsa_model::{Classifier, Pair};
+use mvsa_sentiment::Trainer;
+use mvsa_sentiment::cli;
 use mvsa_sentiment::data::{self, LabFolder};
-use mvsa_sentiment::encoders::{ImageEncoderKind, TextEncoderKind};
-use mvsa_sentiment::training::{Trainer, TrainingOptions};
+use mvsa_sentiment::pretrained::EncoderFiles;
+use mvsa_sentiment::progress::Quiet;
+use mvsa_sentiment::training::{TrainingConfig, TrainingOptions, config};
 
 /// Benchmark training and prediction; prints numbers, asserts nothing.
 #[derive(Parser, Debug)]
@@ -32,10 +35,13 @@ struct Args {
     /// Pairs per forward pass when predicting.
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    /// Folder of the pretrained encoders' original files (scripts/fetch-encoders.sh).
+    #[arg(long, env = "MVSA_ENCODERS", default_value_os_t = cli::cache_dir("encoders"))]
+    encoders: PathBuf,
 }
 
 fn main() -> std::process::ExitCode {
-    mvsa_sentiment::run_cli(|| run(Args::parse()))
+    cli::run(|| run(Args::parse()))
 }
 
 fn run(args: Args) -> Result<()> {
@@ -45,60 +51,74 @@ fn run(args: Args) -> Result<()> {
         threads,
         std::env::consts::ARCH
     );
-
     if args.epochs > 0 {
-        let out = tempfile::tempdir()?;
-        // An empty feature cache, so extraction over the whole folder is timed.
-        let features = tempfile::tempdir()?;
-        // SAFETY: no other thread runs yet; the variable is read by this process only.
-        unsafe { std::env::set_var("MVSA_FEATURES", features.path()) };
-        let preset = if args.small {
-            TrainingOptions::for_encoders(ImageEncoderKind::Scratch, TextEncoderKind::Scratch)
-        } else {
-            TrainingOptions::default()
-        };
-        let trainer = Trainer {
-            options: TrainingOptions {
-                epochs: args.epochs,
-                patience: usize::MAX,
-                ..preset
-            },
-            verbose: false,
-        };
-        let started = Instant::now();
-        let metrics = trainer.run(&args.data, out.path())?;
-        let total = started.elapsed().as_secs_f64();
-        if let Some(f) = &metrics.features {
-            println!(
-                "features: {} pairs; image encoder {} ({} computed) {:.1} s = {:.1} pairs/s; text encoder {} ({} computed) {:.1} s = {:.1} pairs/s",
-                f.pairs,
-                trainer.options.image_encoder.name(),
-                f.image_computed,
-                f.image_seconds,
-                f.image_computed as f64 / f.image_seconds.max(1e-9),
-                trainer.options.text_encoder.name(),
-                f.text_computed,
-                f.text_seconds,
-                f.text_computed as f64 / f.text_seconds.max(1e-9),
-            );
-        }
-        let epochs: Vec<f64> = metrics.history.iter().map(|h| h.seconds).collect();
-        let per_epoch = epochs.iter().sum::<f64>() / epochs.len() as f64;
+        training(&args)?;
+    }
+    predicting(&args)
+}
+
+/// Feature extraction with an empty cache, and `epochs` epochs of the default (or small) model.
+fn training(args: &Args) -> Result<()> {
+    let out = tempfile::tempdir()?;
+    // An empty feature cache, so extraction over the whole folder is timed.
+    let features = tempfile::tempdir()?;
+    let encoders = EncoderFiles::new(&args.encoders);
+    let model = match args.small {
+        true => config::small_model(),
+        false => config::default_model(encoders.minilm_config()?),
+    };
+    let options = TrainingOptions {
+        epochs: args.epochs,
+        patience: usize::MAX,
+        ..TrainingOptions::preset(&model, None)
+    };
+    let (image_name, text_name) = (
+        model.image.as_ref().map_or("", |b| b.encoder.name()),
+        model.text.as_ref().map_or("", |b| b.encoder.name()),
+    );
+    let trainer = Trainer {
+        config: TrainingConfig { model, options },
+        encoders,
+        feature_cache: features.path().to_path_buf(),
+        device: Device::flex(),
+        progress: &Quiet,
+    };
+    let started = Instant::now();
+    let metrics = trainer.run(&args.data, out.path())?;
+    let total = started.elapsed().as_secs_f64();
+    if let Some(f) = &metrics.features {
         println!(
-            "train: {} pairs, {:.1} s per epoch (epochs: {}), {:.1} s total incl. reading and tokenizer",
-            metrics.train_pairs,
-            per_epoch,
-            epochs
-                .iter()
-                .map(|s| format!("{s:.1}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            total
+            "features: {} pairs; image encoder {} ({} computed) {:.1} s = {:.1} pairs/s; text encoder {} ({} computed) {:.1} s = {:.1} pairs/s",
+            f.pairs,
+            image_name,
+            f.image_computed,
+            f.image_seconds,
+            f.image_computed as f64 / f.image_seconds.max(1e-9),
+            text_name,
+            f.text_computed,
+            f.text_seconds,
+            f.text_computed as f64 / f.text_seconds.max(1e-9),
         );
     }
+    let epochs: Vec<f64> = metrics.history.iter().map(|h| h.seconds).collect();
+    let per_epoch = epochs.iter().sum::<f64>() / epochs.len() as f64;
+    println!(
+        "train: {} pairs, {:.1} s per epoch (epochs: {}), {:.1} s total incl. reading and tokenizer",
+        metrics.train_pairs,
+        per_epoch,
+        epochs
+            .iter()
+            .map(|s| format!("{s:.1}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        total
+    );
+    Ok(())
+}
 
-    let device = Device::flex();
-    let classifier = Classifier::load(&args.model, &device)?;
+/// Predict throughput on the lab folder's test list, stage by stage.
+fn predicting(args: &Args) -> Result<()> {
+    let classifier = Classifier::load(&args.model, &Device::flex())?;
     let folder = LabFolder::open(&args.data)?;
     let rows = data::read_list(&folder.root().join(data::TEST_LIST))?;
     let started = Instant::now();
@@ -113,13 +133,18 @@ fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     let prepared = raw
         .iter()
-        .map(|(image, caption)| classifier.prepare(Some(image), Some(caption)))
+        .map(|(image, caption)| {
+            classifier.prepare(Pair {
+                image: Some(image),
+                caption: Some(caption),
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let preprocess = started.elapsed().as_secs_f64();
     let started = Instant::now();
     let mut n = 0;
     for chunk in prepared.chunks(args.batch_size.max(1)) {
-        n += classifier.classify_prepared(chunk)?.len();
+        n += classifier.run(chunk)?.len();
     }
     let forward = started.elapsed().as_secs_f64();
     let total = read + preprocess + forward;

@@ -1,15 +1,16 @@
 //! `cargo run --release --bin predict`: classify pairs with a model folder.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::prelude::Device;
 use clap::Parser;
-use indicatif::ProgressBar;
+use mvsa_model::preprocess::decode_caption;
+use mvsa_model::{Classifier, Pair, Prediction, Prepared};
+use mvsa_sentiment::cli::{self, Bars};
 use mvsa_sentiment::data::{self, LabFolder};
-use mvsa_sentiment::inference::Prepared;
-use mvsa_sentiment::{Classifier, Prediction};
+use mvsa_sentiment::progress::Progress;
 use serde_json::{Map, Value, json};
 
 /// Classify image + caption pairs as negative / neutral / positive.
@@ -47,14 +48,17 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    mvsa_sentiment::run_cli(|| run(Args::parse()))
+    cli::run(|| run(Args::parse()))
+}
+
+fn load(dir: &Path) -> Result<Classifier> {
+    Classifier::load(dir, &Device::flex())
+        .with_context(|| format!("cannot load the model folder {}", dir.display()))
 }
 
 fn run(args: Args) -> Result<()> {
-    let device = Device::flex();
-    if let (Some(data), Some(list)) = (&args.data, &args.list) {
-        let out = args.out.as_ref().expect("clap requires --out with --list");
-        let classifier = Classifier::load(&args.model, &device)?;
+    if let (Some(data), Some(list), Some(out)) = (&args.data, &args.list, &args.out) {
+        let classifier = load(&args.model)?;
         return predict_list(&classifier, data, list, out, args.batch_size.max(1));
     }
     let caption = match (&args.text, &args.text_file) {
@@ -62,27 +66,31 @@ fn run(args: Args) -> Result<()> {
         (None, Some(path)) => {
             let bytes =
                 std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            Some(mvsa_sentiment::preprocess::decode_caption(&bytes))
+            Some(decode_caption(&bytes))
         }
         (None, None) => None,
     };
     if args.image.is_none() && caption.is_none() {
         bail!("nothing to classify: give --data/--list/--out, or --image and/or --text");
     }
-    let classifier = Classifier::load(&args.model, &device)?;
+    let classifier = load(&args.model)?;
     let image = match &args.image {
         Some(path) => {
             Some(std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?)
         }
         None => None,
     };
-    let prepared = classifier
-        .prepare(image.as_deref(), caption.as_deref())
+    let pair = Pair {
+        image: image.as_deref(),
+        caption: caption.as_deref(),
+    };
+    let mut predictions = classifier
+        .classify(&[pair])
         .with_context(|| match &args.image {
             Some(path) => format!("cannot classify {}", path.display()),
             None => "cannot classify the caption".to_string(),
         })?;
-    let prediction = classifier.classify_prepared(&[prepared])?.remove(0);
+    let prediction = predictions.remove(0);
     println!("{}", serde_json::to_string_pretty(&to_json(&prediction))?);
     Ok(())
 }
@@ -101,9 +109,9 @@ fn to_json(p: &Prediction) -> Value {
     json!({
         "label": p.label,
         "probabilities": {
-            "fused": probs(&Some(p.fused.clone())),
-            "image": probs(&p.image),
-            "text": probs(&p.text),
+            "fused": probs(&Some(p.scores.fused.clone())),
+            "image": probs(&p.scores.image),
+            "text": probs(&p.scores.text),
         }
     })
 }
@@ -112,20 +120,21 @@ fn to_json(p: &Prediction) -> Value {
 /// caption alone, with a warning; a pair whose caption cannot be read is an error.
 fn predict_list(
     classifier: &Classifier,
-    data_dir: &std::path::Path,
-    list: &std::path::Path,
-    out: &std::path::Path,
+    data_dir: &Path,
+    list: &Path,
+    out: &Path,
     batch_size: usize,
 ) -> Result<()> {
     let folder = LabFolder::open(data_dir)?;
     let rows = data::read_list(list)?;
-    let progress = ProgressBar::new(rows.len() as u64);
+    let progress = Bars::new();
+    progress.begin("reading", rows.len());
     let mut prepared = Vec::with_capacity(rows.len());
     let mut fallbacks = 0;
     for row in &rows {
         let guid = &row.guid;
         let mut warn = |what: String| {
-            progress.suspend(|| eprintln!("warning: guid {guid}: {what}"));
+            progress.note(&format!("warning: guid {guid}: {what}"));
             fallbacks += 1;
         };
         let caption = folder.read_caption(guid)?;
@@ -145,23 +154,33 @@ fn predict_list(
                 None
             }
         };
-        let pair: Prepared = match classifier.prepare(image.as_deref(), caption.as_deref()) {
+        let pair = Pair {
+            image: image.as_deref(),
+            caption: caption.as_deref(),
+        };
+        let pair: Prepared = match classifier.prepare(pair) {
             Ok(pair) => pair,
             Err(e) if image.is_some() && caption.is_some() => {
                 let path = folder.image_path(guid);
                 warn(format!("{}: {e}; using the caption alone", path.display()));
-                classifier.prepare(None, caption.as_deref())?
+                let caption_only = Pair {
+                    image: None,
+                    ..pair
+                };
+                classifier.prepare(caption_only)?
             }
             Err(e) => bail!("guid {guid}: cannot classify ({e})"),
         };
         prepared.push(pair);
+        progress.advance(1, None);
     }
+    progress.begin("classifying", rows.len());
     let mut predictions = Vec::with_capacity(rows.len());
     for chunk in prepared.chunks(batch_size) {
-        predictions.extend(classifier.classify_prepared(chunk)?);
-        progress.inc(chunk.len() as u64);
+        predictions.extend(classifier.run(chunk)?);
+        progress.advance(chunk.len(), None);
     }
-    progress.finish_and_clear();
+    progress.finish();
     let mut csv = String::from("guid,tag\n");
     for (row, p) in rows.iter().zip(&predictions) {
         csv.push_str(&format!("{},{}\n", row.guid, p.label));

@@ -1,21 +1,27 @@
 //! `cargo run --bin train`: train the model on an MVSA lab folder and write a model folder.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::Parser;
-use mvsa_sentiment::Modality;
-use mvsa_sentiment::encoders::{ImageEncoderKind, TextEncoderKind};
-use mvsa_sentiment::training::{
-    DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, Selection, Trainer, TrainingOptions,
-};
+use burn::prelude::Device;
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use mvsa_model::ModelConfig;
+use mvsa_model::config::{ImageBranchConfig, TextBranchConfig};
+use mvsa_sentiment::Trainer;
+use mvsa_sentiment::cli::{self, Bars};
+use mvsa_sentiment::pretrained::EncoderFiles;
+use mvsa_sentiment::progress::{Progress, Quiet};
+use mvsa_sentiment::report::{self, MetricsFile};
+use mvsa_sentiment::training::{Selection, TrainingConfig, TrainingOptions, config as presets};
 
 /// Train the image + caption sentiment model on a folder in the MVSA course-lab layout
 /// (data/<guid>.jpg|.txt, train.txt) and write a model folder (weights, config, tokenizer,
 /// metrics, plots). The defaults reproduce the shipped model in www/model: pretrained encoders
 /// (run `bash scripts/fetch-encoders.sh` once first), MobileNetV2 frozen and MiniLM's top two
 /// layers fine-tuned, with heads on their cached features. `--small` trains the from-scratch
-/// model of www/model-small instead.
+/// model of www/model-small instead. A folder written next to a `models.json` (www/) is listed
+/// in it, so the page offers it.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Args {
@@ -26,67 +32,64 @@ struct Args {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Branches to train: both (fused), or one alone for ablations.
-    #[arg(long, value_enum, default_value_t = Modality::Both)]
-    modality: Modality,
+    #[arg(long, value_enum, default_value_t = Branches::Both)]
+    modality: Branches,
     /// Picture encoder: a frozen pretrained CNN, or a small CNN trained from scratch.
-    #[arg(long, value_enum, default_value_t = DEFAULT_IMAGE_ENCODER)]
-    image_encoder: ImageEncoderKind,
+    #[arg(long, value_enum, default_value_t = ImageEncoder::MobilenetV2)]
+    image_encoder: ImageEncoder,
     /// Caption encoder: pretrained all-MiniLM-L6-v2, or Embedding + BiLSTM trained from scratch.
-    #[arg(long, value_enum, default_value_t = DEFAULT_TEXT_ENCODER)]
-    text_encoder: TextEncoderKind,
-    /// The small from-scratch model (both encoders `scratch`, with its own defaults).
+    #[arg(long, value_enum, default_value_t = TextEncoder::MinilmL6)]
+    text_encoder: TextEncoder,
+    /// The small from-scratch model (both encoders `scratch`, with its own presets).
     #[arg(long, conflicts_with_all = ["image_encoder", "text_encoder"])]
     small: bool,
-    /// Most epochs to run (early stopping may end sooner) [default: 8 fine-tuning, 60 heads
-    /// only, 12 small].
+    /// Most epochs to run; early stopping may end sooner.
     #[arg(long)]
     epochs: Option<usize>,
-    /// Pairs per training step [default: 32].
+    /// Pairs per training step.
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Adam learning rate of the heads and scratch encoders [default: 0.001].
+    /// Adam learning rate of the heads and scratch encoders.
     #[arg(long)]
     lr: Option<f64>,
     /// Seed for the split, initialisation, shuffling and augmentation.
-    #[arg(long, default_value_t = TrainingOptions::default().seed)]
-    seed: u64,
+    #[arg(long)]
+    seed: Option<u64>,
     /// Share of each class held out for validation.
-    #[arg(long, default_value_t = TrainingOptions::default().val_fraction)]
-    val_fraction: f64,
+    #[arg(long)]
+    val_fraction: Option<f64>,
     /// Train on a stratified subset of this many labelled pairs (quick runs).
     #[arg(long)]
     limit: Option<usize>,
-    /// Epochs without a better validation score before stopping [default: 8 fine-tuning, 15
-    /// heads only, 5 small].
+    /// Epochs without a better validation score before stopping.
     #[arg(long)]
     patience: Option<usize>,
     /// Validation score that picks the epoch to keep.
-    #[arg(long, value_enum, default_value_t = TrainingOptions::default().select)]
-    select: Selection,
+    #[arg(long, value_enum)]
+    select: Option<Select>,
     /// Class weights = (majority count / class count)^power; 0 turns weighting off.
-    #[arg(long, default_value_t = TrainingOptions::default().class_weight_power)]
-    class_weight_power: f64,
+    #[arg(long)]
+    class_weight_power: Option<f64>,
     /// Largest WordPiece vocabulary to learn from the training captions (scratch text encoder).
-    #[arg(long, default_value_t = TrainingOptions::default().vocab_size)]
+    #[arg(long, default_value_t = presets::SMALL_VOCAB)]
     vocab_size: usize,
     /// Tokens kept per caption (scratch text encoder; MiniLM keeps 128).
-    #[arg(long, default_value_t = TrainingOptions::default().max_len)]
+    #[arg(long, default_value_t = presets::SMALL_MAX_LEN)]
     max_len: usize,
-    /// Side of the square picture the network sees (scratch image encoder; the pretrained CNNs
-    /// see 224).
-    #[arg(long, default_value_t = TrainingOptions::default().image_size)]
+    /// Side of the square picture the scratch CNN sees (the pretrained CNNs see 224).
+    #[arg(long, default_value_t = presets::SMALL_IMAGE_SIZE)]
     image_size: usize,
     /// Dropout on each branch's features [default: 0.3].
     #[arg(long)]
     dropout: Option<f64>,
     /// Share of caption tokens hidden behind [UNK] in each training batch.
-    #[arg(long, default_value_t = TrainingOptions::default().word_dropout)]
-    word_dropout: f64,
+    #[arg(long)]
+    word_dropout: Option<f64>,
     /// Weight of each branch's own loss next to the fused loss (modality both).
-    #[arg(long, default_value_t = TrainingOptions::default().branch_loss_weight)]
-    branch_loss_weight: f64,
-    /// Fine-tune this many of MiniLM's top layers along with the heads [default: 2]; 0 keeps
-    /// every encoder frozen, so retraining runs on cached features alone and takes seconds.
+    #[arg(long)]
+    branch_loss_weight: Option<f64>,
+    /// Fine-tune this many of MiniLM's top layers along with the heads; 0 keeps every encoder
+    /// frozen, so retraining runs on cached features alone and takes seconds.
     #[arg(long)]
     finetune_layers: Option<usize>,
     /// Adam learning rate of the fine-tuned MiniLM layers.
@@ -95,48 +98,67 @@ struct Args {
     /// Store the weights in f32 rather than f16.
     #[arg(long)]
     full_precision: bool,
+    /// Folder of the pretrained encoders' original files (scripts/fetch-encoders.sh).
+    #[arg(long, env = "MVSA_ENCODERS", default_value_os_t = cli::cache_dir("encoders"))]
+    encoders: PathBuf,
+    /// Folder of the frozen encoders' feature cache.
+    #[arg(long, env = "MVSA_FEATURES", default_value_os_t = cli::cache_dir("features"))]
+    feature_cache: PathBuf,
+    /// Train nothing: rewrite this model folder's config.json in the current format and list
+    /// the folder in the models.json beside it (created if missing).
+    #[arg(long, value_name = "FOLDER", exclusive = true)]
+    register: Option<PathBuf>,
     /// No progress bars or per-epoch lines.
     #[arg(long, short)]
     quiet: bool,
 }
 
-fn main() -> std::process::ExitCode {
-    mvsa_sentiment::run_cli(|| run(Args::parse()))
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Branches {
+    Both,
+    Image,
+    Text,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ImageEncoder {
+    MobilenetV2,
+    EfficientnetLite0,
+    Scratch,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum TextEncoder {
+    MinilmL6,
+    Scratch,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Select {
+    Accuracy,
+    MacroF1,
+}
+
+fn main() -> ExitCode {
+    let command = Args::command().after_help(presets_help());
+    let args = match Args::from_arg_matches(&command.get_matches()) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
+    cli::run(|| run(args))
 }
 
 fn run(args: Args) -> Result<()> {
-    let (image, text) = if args.small {
-        (ImageEncoderKind::Scratch, TextEncoderKind::Scratch)
-    } else {
-        (args.image_encoder, args.text_encoder)
-    };
-    let mut preset = TrainingOptions::for_encoders(image, text);
-    // Without the caption there is no MiniLM to fine-tune: heads only.
-    if args.finetune_layers == Some(0) || args.modality == Modality::Image {
-        preset = preset.heads_only();
+    if let Some(dir) = &args.register {
+        report::upgrade(dir)?;
+        let manifest = report::manifest_beside(dir);
+        report::register(dir, &manifest)?;
+        println!("{} listed in {}", dir.display(), manifest.display());
+        return Ok(());
     }
-    let options = TrainingOptions {
-        modality: args.modality,
-        epochs: args.epochs.unwrap_or(preset.epochs),
-        batch_size: args.batch_size.unwrap_or(preset.batch_size),
-        lr: args.lr.unwrap_or(preset.lr),
-        seed: args.seed,
-        val_fraction: args.val_fraction,
-        limit: args.limit,
-        patience: args.patience.unwrap_or(preset.patience),
-        select: args.select,
-        class_weight_power: args.class_weight_power,
-        vocab_size: args.vocab_size,
-        max_len: args.max_len,
-        image_size: args.image_size,
-        dropout: args.dropout.unwrap_or(preset.dropout),
-        branch_loss_weight: args.branch_loss_weight,
-        word_dropout: args.word_dropout,
-        finetune_layers: args.finetune_layers.unwrap_or(preset.finetune_layers),
-        finetune_lr: args.finetune_lr.unwrap_or(preset.finetune_lr),
-        half_precision: preset.half_precision && !args.full_precision,
-        ..preset
-    };
+    let encoders = EncoderFiles::new(&args.encoders);
+    let model = model_config(&args, &encoders)?;
+    let options = options(&args, &model);
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from(if args.small {
             "www/model-small"
@@ -144,11 +166,74 @@ fn run(args: Args) -> Result<()> {
             "www/model"
         })
     });
+    let (bars, quiet) = (Bars::new(), Quiet);
+    let progress: &dyn Progress = if args.quiet { &quiet } else { &bars };
     let trainer = Trainer {
-        options,
-        verbose: !args.quiet,
+        config: TrainingConfig { model, options },
+        encoders,
+        feature_cache: args.feature_cache.clone(),
+        device: Device::flex(),
+        progress,
     };
     let metrics = trainer.run(&args.data, &out)?;
+    summarise(&metrics);
+    println!("model folder written to {}", out.display());
+    Ok(())
+}
+
+/// The architecture the flags ask for (MiniLM's shape read from its own config.json).
+fn model_config(args: &Args, encoders: &EncoderFiles) -> Result<ModelConfig> {
+    let (image, text) = match args.small {
+        true => (ImageEncoder::Scratch, TextEncoder::Scratch),
+        false => (args.image_encoder, args.text_encoder),
+    };
+    let with_image = matches!(args.modality, Branches::Both | Branches::Image);
+    let with_text = matches!(args.modality, Branches::Both | Branches::Text);
+    let image = with_image.then(|| match image {
+        ImageEncoder::MobilenetV2 => ImageBranchConfig::mobilenet_v2(),
+        ImageEncoder::EfficientnetLite0 => ImageBranchConfig::efficientnet_lite0(),
+        ImageEncoder::Scratch => ImageBranchConfig::scratch(args.image_size),
+    });
+    let text = match (with_text, text) {
+        (false, _) => None,
+        (true, TextEncoder::MinilmL6) => Some(TextBranchConfig::minilm(encoders.minilm_config()?)),
+        (true, TextEncoder::Scratch) => {
+            Some(TextBranchConfig::scratch(args.vocab_size, args.max_len))
+        }
+    };
+    let mut config = ModelConfig::new(image, text);
+    if let Some(dropout) = args.dropout {
+        config.dropout = dropout;
+    }
+    Ok(config)
+}
+
+/// The preset for the model, with what the flags override.
+fn options(args: &Args, model: &ModelConfig) -> TrainingOptions {
+    let preset = TrainingOptions::preset(model, args.finetune_layers);
+    TrainingOptions {
+        epochs: args.epochs.unwrap_or(preset.epochs),
+        batch_size: args.batch_size.unwrap_or(preset.batch_size),
+        lr: args.lr.unwrap_or(preset.lr),
+        finetune_layers: args.finetune_layers.unwrap_or(preset.finetune_layers),
+        finetune_lr: args.finetune_lr.unwrap_or(preset.finetune_lr),
+        seed: args.seed.unwrap_or(preset.seed),
+        val_fraction: args.val_fraction.unwrap_or(preset.val_fraction),
+        limit: args.limit.or(preset.limit),
+        patience: args.patience.unwrap_or(preset.patience),
+        select: match args.select {
+            Some(Select::Accuracy) => Selection::Accuracy,
+            Some(Select::MacroF1) => Selection::MacroF1,
+            None => preset.select,
+        },
+        class_weight_power: args.class_weight_power.unwrap_or(preset.class_weight_power),
+        branch_loss_weight: args.branch_loss_weight.unwrap_or(preset.branch_loss_weight),
+        word_dropout: args.word_dropout.unwrap_or(preset.word_dropout),
+        half_precision: preset.half_precision && !args.full_precision,
+    }
+}
+
+fn summarise(metrics: &MetricsFile) {
     let v = &metrics.validation;
     println!(
         "validation ({} pairs, epoch {} of {}): accuracy {:.4}, macro-F1 {:.4}, weighted-F1 {:.4}",
@@ -170,6 +255,42 @@ fn run(args: Args) -> Result<()> {
             );
         }
     }
-    println!("model folder written to {}", out.display());
-    Ok(())
+}
+
+/// The presets' values, for `--help` (they are what an option left out takes).
+fn presets_help() -> String {
+    let columns = [
+        ("pretrained", TrainingOptions::finetune()),
+        ("--finetune-layers 0", TrainingOptions::heads_only()),
+        ("--small", TrainingOptions::scratch()),
+    ];
+    let row = |name: &str, value: fn(&TrainingOptions) -> String| {
+        let values: Vec<String> = columns
+            .iter()
+            .map(|(_, o)| format!("{:>20}", value(o)))
+            .collect();
+        format!("  {name:<22}{}\n", values.concat())
+    };
+    let mut help = String::from("Presets (an option left out takes its preset's value):\n");
+    let heads: Vec<String> = columns.iter().map(|(n, _)| format!("{n:>20}")).collect();
+    help += &format!("  {:<22}{}\n", "", heads.concat());
+    help += &row("--epochs", |o| o.epochs.to_string());
+    help += &row("--patience", |o| o.patience.to_string());
+    help += &row("--batch-size", |o| o.batch_size.to_string());
+    help += &row("--lr", |o| o.lr.to_string());
+    help += &row("--finetune-layers", |o| o.finetune_layers.to_string());
+    help += &row("--finetune-lr", |o| o.finetune_lr.to_string());
+    help += &row("--seed", |o| o.seed.to_string());
+    help += &row("--val-fraction", |o| o.val_fraction.to_string());
+    help += &row("--select", |o| match o.select {
+        Selection::Accuracy => "accuracy".into(),
+        Selection::MacroF1 => "macro-f1".into(),
+    });
+    help += &row("--class-weight-power", |o| o.class_weight_power.to_string());
+    help += &row("--branch-loss-weight", |o| o.branch_loss_weight.to_string());
+    help += &row("--word-dropout", |o| o.word_dropout.to_string());
+    help += &row("weights", |o| {
+        if o.half_precision { "f16" } else { "f32" }.to_string()
+    });
+    help
 }

@@ -3,59 +3,24 @@
 // then upload a non-image, see the error, and classify successfully again.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { createServer } from "node:net";
-import { fileURLToPath } from "node:url";
+import { readFileSync } from "node:fs";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { chromiumArgs, launchChromium, models, root, startServer } from "../../scripts/harness.mjs";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const fixture = (name) => path.join(root, "tests/fixtures/mini/data", name);
 let server;
 let browser;
 let base;
 
-async function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 before(async () => {
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  server = spawn("python3", ["-m", "http.server", String(port), "--bind", "127.0.0.1"], {
-    cwd: root,
-    stdio: "ignore",
-  });
-  for (let i = 0; i < 50; i++) {
-    try {
-      if ((await fetch(`${base}/index.html`)).ok) break;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: [
-      "--no-sandbox",
-      "--enable-unsafe-webgpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      "--disable-default-apps",
-      "--disable-domain-reliability",
-    ],
-  });
+  server = await startServer();
+  base = server.url;
+  browser = await launchChromium();
 });
 
 after(async () => {
   await browser?.close();
-  server?.kill();
+  await server?.close();
 });
 
 async function readResult(page) {
@@ -127,15 +92,14 @@ test("switch to the small model and back, each stating its size and accuracy", {
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
   await page.goto(`${base}/index.html?backend=cpu`);
-  await page.waitForSelector('body[data-model="model/"]', { timeout: 120_000 });
-  // Each choice states its download size and validation accuracy, read from its folder.
-  await page.waitForFunction(() => [...document.querySelectorAll("#model option")].every((o) => /MB/.test(o.textContent)));
+  await page.waitForSelector('body[data-model="model"]', { timeout: 120_000 });
+  // The menu is the manifest: each choice states its download size and validation accuracy.
   const options = await page.locator("#model option").allTextContents();
-  assert.equal(options.length, 2);
+  assert.equal(options.length, models().length);
   for (const text of options) assert.match(text, /\d+(\.\d+)? MB, \d+\.\d % validation accuracy/);
 
-  await page.selectOption("#model", "model-small/");
-  await page.waitForSelector('body[data-model="model-small/"]', { timeout: 120_000 });
+  await page.selectOption("#model", "model-small");
+  await page.waitForSelector('body[data-model="model-small"]', { timeout: 120_000 });
   assert.match(await page.locator("#metrics-text").textContent(), /accuracy/);
   assert.match(await page.locator("#confusion").getAttribute("src"), /model-small\/confusion\.svg$/);
   await page.setInputFiles("#file", fixture("4066.jpg"));
@@ -144,11 +108,26 @@ test("switch to the small model and back, each stating its size and accuracy", {
   const small = await readResult(page);
   assert.equal(small.probs.length, 3);
 
-  await page.selectOption("#model", "model/");
-  await page.waitForSelector('body[data-model="model/"]', { timeout: 120_000 });
+  await page.selectOption("#model", "model");
+  await page.waitForSelector('body[data-model="model"]', { timeout: 120_000 });
   await page.click("#classify");
   const big = await readResult(page);
   assert.ok(Math.abs(big.probs.reduce((a, b) => a + b, 0) - 1) < 1e-3);
   assert.deepEqual(errors, []);
   await page.close();
+});
+
+test("?model= picks a model of the manifest", { timeout: 300_000 }, async () => {
+  const page = await browser.newPage();
+  await page.goto(`${base}/index.html?backend=cpu&model=small`);
+  await page.waitForSelector('body[data-model="model-small"]', { timeout: 120_000 });
+  assert.equal(await page.locator("#model").inputValue(), "model-small");
+  await page.close();
+});
+
+test("the wasm tests start Chromium with the same flags", () => {
+  // crates/web/webdriver.json is read by wasm-pack's test runner, which adds --no-sandbox.
+  const webdriver = JSON.parse(readFileSync(path.join(root, "crates/web/webdriver.json"), "utf8"));
+  const args = webdriver["goog:chromeOptions"].args;
+  assert.deepEqual(args, chromiumArgs.filter((a) => a !== "--no-sandbox"));
 });

@@ -1,12 +1,13 @@
 //! Preprocessing shared by the trainer, the predictor and the page: caption bytes → text,
-//! text → token ids, image bytes → a normalised CHW tensor. Nothing here touches the file system.
+//! text → token ids, image bytes → normalised CHW floats. Nothing here touches the file system
+//! or builds tensors; the settings come from the model's config.
 
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageReader, RgbImage, imageops::FilterType};
 use tokenizers::Tokenizer;
 
-use crate::config::{ImageConfig, TextConfig};
+use crate::config::{ImagePreprocessing, TextBranchConfig};
 use crate::error::{Error, Result};
 
 // ---------------------------------------------------------------------------------------------
@@ -34,18 +35,18 @@ pub fn decode_caption(bytes: &[u8]) -> String {
 /// Most memory one decoded picture may take.
 pub const MAX_DECODED_BYTES: u64 = 192 << 20;
 
-/// Decodes, resizes and normalises pictures the way the model folder's config says.
+/// Decodes, resizes and normalises pictures the way the model's config says.
 #[derive(Clone, Debug)]
 pub struct ImagePreprocessor {
-    config: ImageConfig,
+    config: ImagePreprocessing,
 }
 
 impl ImagePreprocessor {
-    pub fn new(config: ImageConfig) -> Self {
+    pub fn new(config: ImagePreprocessing) -> Self {
         Self { config }
     }
 
-    pub fn config(&self) -> &ImageConfig {
+    pub fn config(&self) -> &ImagePreprocessing {
         &self.config
     }
 
@@ -128,9 +129,14 @@ impl ImagePreprocessor {
         out
     }
 
+    /// How far a training crop may move from the corner: `resize - size`.
+    pub fn margin(&self) -> usize {
+        self.config.resize - self.config.size
+    }
+
     /// The centre crop: what inference (and validation) sees.
     pub fn center(&self, stored: &RgbImage) -> Vec<f32> {
-        let margin = (self.config.resize - self.config.size) / 2;
+        let margin = self.margin() / 2;
         self.crop(stored, margin, margin, false)
     }
 
@@ -150,39 +156,48 @@ pub struct Tokens {
     pub len: usize,
 }
 
-/// The caption tokenizer: a `tokenizer.json` (normaliser, pre-tokeniser, WordPiece vocabulary)
-/// plus the config's length and padding settings.
+/// Token ids and their 1/0 mask for a batch, row-major `[batch, width]`: what the model's token
+/// tensors are built from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenRows {
+    pub ids: Vec<i64>,
+    pub mask: Vec<f32>,
+    pub shape: [usize; 2],
+}
+
+/// The caption tokenizer: a `tokenizer.json` (normaliser, pre-tokeniser, vocabulary) plus the
+/// config's length and padding settings.
 #[derive(Clone)]
 pub struct TextPreprocessor {
     tokenizer: Tokenizer,
-    config: TextConfig,
+    config: TextBranchConfig,
 }
 
 impl TextPreprocessor {
-    pub fn from_json(tokenizer_json: &[u8], config: TextConfig) -> Result<Self> {
+    pub fn from_json(tokenizer_json: &[u8], config: TextBranchConfig) -> Result<Self> {
         let tokenizer =
             Tokenizer::from_bytes(tokenizer_json).map_err(|e| Error::Tokenizer(e.to_string()))?;
         Self::new(tokenizer, config)
     }
 
-    pub fn new(mut tokenizer: Tokenizer, config: TextConfig) -> Result<Self> {
-        if config.special_tokens() {
+    pub fn new(mut tokenizer: Tokenizer, config: TextBranchConfig) -> Result<Self> {
+        if config.pretrained() {
             // A pretrained tokenizer.json may carry its own truncation and padding (MiniLM's pads
             // every caption to 128): the config decides both, and truncation goes through the
             // tokenizer so `[SEP]` survives it.
             tokenizer
                 .with_truncation(Some(tokenizers::TruncationParams {
-                    max_length: config.max_len,
+                    max_length: config.preprocess.max_len,
                     ..Default::default()
                 }))
                 .map_err(|e| Error::Tokenizer(e.to_string()))?;
             tokenizer.with_padding(None);
         }
         let vocab = tokenizer.get_vocab_size(true);
-        if vocab != config.vocab_size {
+        if vocab != config.vocab_size() {
             return Err(Error::Tokenizer(format!(
                 "tokenizer has {vocab} tokens, the config expects {}",
-                config.vocab_size
+                config.vocab_size()
             )));
         }
         Ok(Self { tokenizer, config })
@@ -197,10 +212,11 @@ impl TextPreprocessor {
         if caption.trim().is_empty() {
             return Err(Error::EmptyCaption);
         }
-        if caption.len() > self.config.max_bytes {
+        let limit = self.config.preprocess.max_bytes;
+        if caption.len() > limit {
             return Err(Error::CaptionTooLong {
                 len: caption.len(),
-                limit: self.config.max_bytes,
+                limit,
             });
         }
         Ok(())
@@ -209,15 +225,38 @@ impl TextPreprocessor {
     /// Token ids truncated and padded to `max_len`. An empty caption (a tweet that was only
     /// whitespace) gives all padding and `len` 0; the model's pooling copes with that.
     pub fn encode(&self, caption: &str) -> Result<Tokens> {
+        let settings = &self.config.preprocess;
         let encoding = self
             .tokenizer
-            .encode(caption, self.config.special_tokens())
+            .encode(caption, self.config.pretrained())
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         let mut ids: Vec<u32> = encoding.get_ids().to_vec();
-        ids.truncate(self.config.max_len);
+        ids.truncate(settings.max_len);
         let len = ids.len();
-        ids.resize(self.config.max_len, self.config.pad_id);
+        ids.resize(settings.max_len, settings.pad_id);
         Ok(Tokens { ids, len })
+    }
+
+    /// Stack captions into `[batch, width]` ids and mask. The LSTM always reads `max_len`
+    /// steps; a transformer only the batch's longest caption, which gives the same result.
+    pub fn rows(&self, tokens: &[&Tokens]) -> TokenRows {
+        let batch = tokens.len();
+        let width = if self.config.pretrained() {
+            tokens.iter().map(|t| t.len).max().unwrap_or(0).max(1)
+        } else {
+            self.config.preprocess.max_len
+        };
+        let mut ids = Vec::with_capacity(batch * width);
+        let mut mask = Vec::with_capacity(batch * width);
+        for t in tokens {
+            ids.extend(t.ids[..width].iter().map(|&id| id as i64));
+            mask.extend((0..width).map(|i| if i < t.len { 1.0f32 } else { 0.0 }));
+        }
+        TokenRows {
+            ids,
+            mask,
+            shape: [batch, width],
+        }
     }
 
     /// Ids back to text, for inspection and the round-trip test.
@@ -228,135 +267,10 @@ impl TextPreprocessor {
     }
 }
 
-/// Special tokens, in id order: padding, unknown, and the placeholders URLs and @mentions
-/// become.
-pub const PAD: &str = "[PAD]";
-pub const UNK: &str = "[UNK]";
-pub const URL: &str = "xxurl";
-pub const USER: &str = "xxuser";
-
-/// An untrained tweet tokenizer: NFKC → URLs and @mentions to placeholders → lower-case; split on
-/// whitespace, punctuation (so `#hashtag` → `#`, `hashtag`) and around each emoji; WordPiece.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn tweet_tokenizer() -> Tokenizer {
-    use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
-    use tokenizers::models::wordpiece::WordPiece;
-    use tokenizers::normalizers::{Lowercase, NFKC, Replace, Sequence as Normalizers};
-    use tokenizers::pre_tokenizers::{
-        punctuation::Punctuation, sequence::Sequence as PreTokenizers, split::Split,
-        split::SplitPattern, whitespace::WhitespaceSplit,
-    };
-    use tokenizers::{NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior};
-
-    let replace = |pattern: &str, with: &str| -> NormalizerWrapper {
-        Replace::new(
-            tokenizers::normalizers::replace::ReplacePattern::Regex(pattern.into()),
-            format!(" {with} "),
-        )
-        .expect("valid regex")
-        .into()
-    };
-    let normalizer = Normalizers::new(vec![
-        NFKC.into(),
-        replace(r"(?i)\b(?:https?://|www\.)\S*", URL),
-        replace(r"@\w+", USER),
-        Lowercase.into(),
-    ]);
-    let pre_tokenizer = PreTokenizers::new(vec![
-        PreTokenizerWrapper::WhitespaceSplit(WhitespaceSplit),
-        Punctuation::new(SplitDelimiterBehavior::Isolated).into(),
-        Split::new(
-            SplitPattern::Regex(r"\p{Extended_Pictographic}".into()),
-            SplitDelimiterBehavior::Isolated,
-            false,
-        )
-        .expect("valid regex")
-        .into(),
-    ]);
-    let model = WordPiece::builder()
-        .unk_token(UNK.into())
-        .build()
-        .expect("valid wordpiece");
-    let mut tokenizer = Tokenizer::new(model);
-    tokenizer
-        .with_normalizer(Some(normalizer))
-        .with_pre_tokenizer(Some(pre_tokenizer))
-        .with_decoder(Some(WordPieceDecoder::default()));
-    tokenizer
-}
-
-/// Learn a WordPiece vocabulary of at most `vocab_size` tokens from training captions.
-///
-/// The `tokenizers` trainer numbers the word-continuation pieces (`##e`, ...) in hash-map order,
-/// which differs from run to run and changes how ties between equally frequent merges are broken.
-/// Registering every continuation piece up front, in character order, makes the vocabulary a
-/// function of the captions alone; the finished tokenizer keeps only the real special tokens.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn train_tokenizer<'a>(
-    captions: impl Iterator<Item = &'a str> + Send + Clone,
-    vocab_size: usize,
-) -> Result<Tokenizer> {
-    use std::collections::BTreeSet;
-    use tokenizers::models::TrainerWrapper;
-    use tokenizers::models::wordpiece::WordPieceTrainer;
-    use tokenizers::{AddedToken, NormalizedString, Normalizer};
-
-    let specials = || -> Vec<AddedToken> {
-        [PAD, UNK, URL, USER]
-            .iter()
-            .map(|t| AddedToken::from(t.to_string(), true))
-            .collect()
-    };
-    let mut tokenizer = tweet_tokenizer();
-    let normalizer = tokenizer
-        .get_normalizer()
-        .expect("tweet tokenizer normalises")
-        .clone();
-    let mut alphabet = BTreeSet::new();
-    for caption in captions.clone() {
-        let mut normalized = NormalizedString::from(caption);
-        normalizer
-            .normalize(&mut normalized)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        alphabet.extend(normalized.get().chars().filter(|c| !c.is_whitespace()));
-    }
-    let mut pieces = specials();
-    pieces.extend(
-        alphabet
-            .iter()
-            .map(|c| AddedToken::from(format!("##{c}"), true)),
-    );
-    let mut trainer: TrainerWrapper = WordPieceTrainer::builder()
-        .vocab_size(vocab_size.max(pieces.len() + alphabet.len()))
-        .min_frequency(2)
-        .show_progress(false)
-        .special_tokens(pieces)
-        .build()
-        .into();
-    tokenizer
-        .train(&mut trainer, captions)
-        .map_err(|e| Error::Tokenizer(e.to_string()))?;
-
-    // Drop the continuation pieces from the added (special) tokens; they stay in the vocabulary.
-    let mut json: serde_json::Value = serde_json::from_str(
-        &tokenizer
-            .to_string(false)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?,
-    )
-    .map_err(|e| Error::Tokenizer(e.to_string()))?;
-    if let Some(added) = json.get_mut("added_tokens").and_then(|a| a.as_array_mut()) {
-        added.retain(|t| {
-            t.get("content")
-                .and_then(|c| c.as_str())
-                .is_some_and(|c| [PAD, UNK, URL, USER].contains(&c))
-        });
-    }
-    Tokenizer::from_bytes(json.to_string()).map_err(|e| Error::Tokenizer(e.to_string()))
-}
-
-#[cfg(all(test, not(target_arch = "wasm32")))]
+#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ImageBranchConfig;
 
     #[test]
     fn caption_decoding_keeps_every_byte() {
@@ -371,75 +285,6 @@ mod tests {
         mixed.push(0xfc); // ü
         assert_eq!(decode_caption(&mixed), "hi 😀 ü");
         assert_eq!(decode_caption(b"\xef\xbb\xbfbom"), "bom");
-    }
-
-    #[test]
-    fn tokenizer_round_trip_maps_tweet_features() {
-        let captions = [
-            "I love #NYC http://t.co/abc @bob 😀",
-            "love love love the city",
-            "RT @alice: so sad today http://t.co/x",
-            "happy happy day #love 😀😀",
-            "nyc is #nyc",
-        ];
-        let tokenizer = train_tokenizer(captions.iter().copied(), 200).unwrap();
-        let vocab = tokenizer.get_vocab_size(true);
-        let config = TextConfig {
-            vocab_size: vocab,
-            max_len: 12,
-            ..TextConfig::default()
-        };
-        let text = TextPreprocessor::new(tokenizer, config).unwrap();
-        assert_eq!(text.tokenizer().token_to_id(PAD), Some(0));
-
-        let tokens = text
-            .encode("I LOVE #nyc https://t.co/Z9 @Someone 😀")
-            .unwrap();
-        assert_eq!(tokens.ids.len(), 12);
-        let pieces: Vec<String> = tokens.ids[..tokens.len]
-            .iter()
-            .map(|&id| text.tokenizer().id_to_token(id).unwrap())
-            .collect();
-        assert_eq!(tokens.len, 7, "{pieces:?}");
-        assert!(tokens.ids[tokens.len..].iter().all(|&id| id == 0));
-        let decoded = text.decode(&tokens.ids[..tokens.len]).unwrap();
-        assert_eq!(decoded, "i love # nyc xxurl xxuser 😀");
-
-        // Truncation at max_len, and an empty caption is all padding.
-        let long = "love ".repeat(40);
-        assert_eq!(text.encode(&long).unwrap().len, 12);
-        assert_eq!(text.encode("").unwrap().len, 0);
-        assert!(matches!(text.validate("  "), Err(Error::EmptyCaption)));
-        assert!(matches!(
-            text.validate(&"x".repeat(100_000)),
-            Err(Error::CaptionTooLong { .. })
-        ));
-
-        // The saved tokenizer.json loads back to the same encoder.
-        let json = text.tokenizer().to_string(false).unwrap();
-        let config = TextConfig {
-            vocab_size: vocab,
-            max_len: 12,
-            ..TextConfig::default()
-        };
-        let again = TextPreprocessor::from_json(json.as_bytes(), config).unwrap();
-        assert_eq!(
-            again.encode("I love #NYC").unwrap(),
-            text.encode("I love #NYC").unwrap()
-        );
-    }
-
-    #[test]
-    fn tokenizer_with_wrong_vocab_size_is_rejected() {
-        let tokenizer = train_tokenizer(["a b c"].into_iter(), 50).unwrap();
-        let config = TextConfig {
-            vocab_size: 9999,
-            ..TextConfig::default()
-        };
-        assert!(matches!(
-            TextPreprocessor::new(tokenizer, config),
-            Err(Error::Tokenizer(_))
-        ));
     }
 
     fn png(width: u32, height: u32) -> Vec<u8> {
@@ -459,7 +304,7 @@ mod tests {
 
     #[test]
     fn image_preprocessing_shapes_and_values() {
-        let config = ImageConfig::default();
+        let config = ImageBranchConfig::scratch(32).preprocess;
         let pre = ImagePreprocessor::new(config.clone());
         // A wide picture: fill the square, centre-crop.
         let stored = pre.load(&png(200, 100)).unwrap();
@@ -489,10 +334,11 @@ mod tests {
 
     #[test]
     fn bad_images_are_errors_not_panics() {
-        let pre = ImagePreprocessor::new(ImageConfig {
+        let config = ImagePreprocessing {
             max_side: 1000,
-            ..ImageConfig::default()
-        });
+            ..ImageBranchConfig::scratch(32).preprocess
+        };
+        let pre = ImagePreprocessor::new(config);
         assert!(matches!(pre.decode(b"not an image"), Err(Error::Image(_))));
         let mut truncated = png(64, 64);
         truncated.truncate(truncated.len() / 2);
@@ -502,8 +348,8 @@ mod tests {
             Err(Error::ImageTooLarge { width: 1001, .. })
         ));
         // A 10,000 x 10,000 picture is within the side limit but refused before it is decoded.
-        let huge = include_bytes!("../tests/fixtures/huge-10000x10000.png");
-        let pre = ImagePreprocessor::new(ImageConfig::default());
+        let huge = include_bytes!("../../../tests/fixtures/huge-10000x10000.png");
+        let pre = ImagePreprocessor::new(ImageBranchConfig::mobilenet_v2().preprocess);
         match pre.decode(huge) {
             Err(Error::Image(message)) => assert!(message.contains("10000x10000"), "{message}"),
             other => panic!("expected a clear error, got {other:?}"),

@@ -1,5 +1,5 @@
-//! Errors of the shared (native + wasm) part of the crate. The CLIs wrap them with `anyhow`
-//! context naming the file; the page shows their message.
+//! Errors of the model crate. The CLIs wrap them with `anyhow` context; the page shows their
+//! message.
 
 use thiserror::Error;
 
@@ -27,4 +27,10 @@ pub enum Error {
     MissingBranch(&'static str),
     #[error("tensor read failed: {0}")]
     Tensor(String),
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
 }

@@ -1,12 +1,12 @@
-//! In a real browser (`wasm-pack test --headless --chrome --release -- --test web`): the wasm
+//! In a real browser (`wasm-pack test --headless --chrome --release crates/web`): the wasm
 //! build preprocesses like native and gives the golden probabilities of both shipped models (the
 //! pretrained encoders of www/model, the small model of www/model-small) on the CPU backend and
 //! on WebGPU (where the browser has an adapter), and turns bad input into errors.
-#![cfg(target_arch = "wasm32")]
 
-use mvsa_sentiment::Classifier;
-use mvsa_sentiment::preprocess::decode_caption;
-use mvsa_sentiment::web::WebClassifier;
+use mvsa_model::folder::ModelFiles;
+use mvsa_model::preprocess::decode_caption;
+use mvsa_model::{Classifier, Pair};
+use mvsa_web::WebClassifier;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;
@@ -22,17 +22,17 @@ struct Model {
 }
 
 const SHIPPED: Model = Model {
-    config: include_bytes!("../www/model/config.json"),
-    tokenizer: include_bytes!("../www/model/tokenizer.json"),
-    weights: include_bytes!("../www/model/model.bpk"),
-    golden: include_str!("golden/shipped.json"),
+    config: include_bytes!("../../../www/model/config.json"),
+    tokenizer: include_bytes!("../../../www/model/tokenizer.json"),
+    weights: include_bytes!("../../../www/model/model.bpk"),
+    golden: include_str!("../../../tests/golden/shipped.json"),
 };
 
 const SMALL: Model = Model {
-    config: include_bytes!("../www/model-small/config.json"),
-    tokenizer: include_bytes!("../www/model-small/tokenizer.json"),
-    weights: include_bytes!("../www/model-small/model.bpk"),
-    golden: include_str!("golden/small.json"),
+    config: include_bytes!("../../../www/model-small/config.json"),
+    tokenizer: include_bytes!("../../../www/model-small/tokenizer.json"),
+    weights: include_bytes!("../../../www/model-small/model.bpk"),
+    golden: include_str!("../../../tests/golden/small.json"),
 };
 
 const TOLERANCE: f32 = 1e-4;
@@ -40,16 +40,16 @@ const TOLERANCE: f32 = 1e-4;
 fn fixture(guid: &str) -> (&'static [u8], &'static [u8]) {
     match guid {
         "4066" => (
-            include_bytes!("fixtures/mini/data/4066.jpg"),
-            include_bytes!("fixtures/mini/data/4066.txt"),
+            include_bytes!("../../../tests/fixtures/mini/data/4066.jpg"),
+            include_bytes!("../../../tests/fixtures/mini/data/4066.txt"),
         ),
         "4597" => (
-            include_bytes!("fixtures/mini/data/4597.jpg"),
-            include_bytes!("fixtures/mini/data/4597.txt"),
+            include_bytes!("../../../tests/fixtures/mini/data/4597.jpg"),
+            include_bytes!("../../../tests/fixtures/mini/data/4597.txt"),
         ),
         "2626" => (
-            include_bytes!("fixtures/mini/data/2626.jpg"),
-            include_bytes!("fixtures/mini/data/2626.txt"),
+            include_bytes!("../../../tests/fixtures/mini/data/2626.jpg"),
+            include_bytes!("../../../tests/fixtures/mini/data/2626.txt"),
         ),
         other => panic!("no fixture {other}"),
     }
@@ -95,7 +95,7 @@ fn close(a: &[f32], b: &[f32]) -> bool {
 async fn classifier(model: &Model, backend: &str) -> Result<WebClassifier, JsValue> {
     WebClassifier::from_bytes(
         model.config.to_vec(),
-        model.tokenizer.to_vec(),
+        Some(model.tokenizer.to_vec()),
         model.weights.to_vec(),
         backend.into(),
     )
@@ -143,18 +143,22 @@ fn preprocessing_matches_native() {
 }
 
 fn preprocessing_matches(files: &Model) {
-    let classifier = Classifier::from_bytes(
+    let folder = ModelFiles::from_bytes(
         files.config,
-        files.tokenizer,
+        Some(files.tokenizer.to_vec()),
         files.weights.to_vec(),
-        &burn::prelude::Device::flex(),
     )
     .unwrap();
+    let classifier = Classifier::new(folder, &burn::prelude::Device::flex()).unwrap();
     for pair in golden(files).pairs {
         let (image, caption) = fixture(&pair.guid);
         let caption = decode_caption(caption);
         assert_eq!(caption, pair.caption);
-        let prepared = classifier.prepare(Some(image), Some(&caption)).unwrap();
+        let input = Pair {
+            image: Some(image),
+            caption: Some(&caption),
+        };
+        let prepared = classifier.prepare(input).unwrap();
         let pixels = prepared.image.unwrap();
         let sum: f64 = pixels.iter().map(|&v| v as f64).sum();
         assert!(
@@ -218,7 +222,9 @@ async fn bad_input_is_an_error_and_the_model_keeps_working() {
         answer(&model, None, None).await.err(),
         answer(
             &model,
-            Some(include_bytes!("fixtures/huge-10000x10000.png")),
+            Some(include_bytes!(
+                "../../../tests/fixtures/huge-10000x10000.png"
+            )),
             Some(&caption),
         )
         .await
@@ -230,7 +236,7 @@ async fn bad_input_is_an_error_and_the_model_keeps_working() {
     // A broken model folder is an error too.
     let broken = WebClassifier::from_bytes(
         SHIPPED.config.to_vec(),
-        SHIPPED.tokenizer.to_vec(),
+        Some(SHIPPED.tokenizer.to_vec()),
         b"junk".to_vec(),
         "cpu".into(),
     )
@@ -239,7 +245,7 @@ async fn bad_input_is_an_error_and_the_model_keeps_working() {
     // So are the small model's weights under the big model's config.
     let mismatched = WebClassifier::from_bytes(
         SHIPPED.config.to_vec(),
-        SHIPPED.tokenizer.to_vec(),
+        Some(SHIPPED.tokenizer.to_vec()),
         SMALL.weights.to_vec(),
         "cpu".into(),
     )

@@ -1,7 +1,7 @@
 //! ImageNet-pretrained mobile CNNs: torchvision's MobileNetV2 and EfficientNet-Lite0. Both are
 //! stacks of inverted residual blocks (1x1 expand → depthwise conv → 1x1 linear projection) with
 //! ReLU6, a 1x1 conv to 1280 channels and global average pooling; they differ in kernel sizes,
-//! widths, padding and batch-norm epsilon. Module names follow the blocks, and `load_*` map the
+//! widths, padding and batch-norm epsilon. Module names follow the blocks; the trainer maps the
 //! original checkpoints' keys onto them.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -208,88 +208,5 @@ impl MobileCnn {
     pub fn classify(&self, images: Tensor<4>) -> Option<Tensor<2>> {
         let classifier = self.classifier.as_ref()?;
         Some(classifier.forward(self.forward(images)))
-    }
-}
-
-/// Reading the original PyTorch checkpoints (native only: burn-store's `PytorchStore`).
-#[cfg(not(target_arch = "wasm32"))]
-mod load {
-    use super::MobileCnn;
-    use burn::store::{ModuleSnapshot, PytorchStore};
-    use std::path::Path;
-
-    fn apply(model: &mut MobileCnn, store: PytorchStore, path: &Path) -> anyhow::Result<()> {
-        // Block indices in the file start after the stem (torchvision) or at 0; contiguous
-        // index mapping (on by default) renumbers `blocks.N` from 0 either way.
-        let mut store = store;
-        model
-            .load_from(&mut store)
-            .map_err(|e| anyhow::anyhow!("cannot load {}: {e}", path.display()))?;
-        Ok(())
-    }
-
-    impl MobileCnn {
-        /// torchvision's `mobilenet_v2-b0353104.pth`: `features.0` is the stem, `features.1..17`
-        /// the blocks (`conv.0.0`/`conv.0.1` expand or, in block 1, depthwise), `features.18`
-        /// the head, `classifier.1` the ImageNet classifier.
-        pub fn load_mobilenet_v2(mut self, path: &Path) -> anyhow::Result<Self> {
-            let store = PytorchStore::from_file(path)
-                .with_key_remapping(r"^features\.0\.0\.", "stem.conv.")
-                .with_key_remapping(r"^features\.0\.1\.", "stem.bn.")
-                .with_key_remapping(r"^features\.18\.0\.", "head.conv.")
-                .with_key_remapping(r"^features\.18\.1\.", "head.bn.")
-                .with_key_remapping(r"^features\.1\.conv\.0\.0\.", "blocks.1.depthwise.conv.")
-                .with_key_remapping(r"^features\.1\.conv\.0\.1\.", "blocks.1.depthwise.bn.")
-                .with_key_remapping(r"^features\.1\.conv\.1\.", "blocks.1.project.conv.")
-                .with_key_remapping(r"^features\.1\.conv\.2\.", "blocks.1.project.bn.")
-                .with_key_remapping(
-                    r"^features\.(\d+)\.conv\.0\.0\.",
-                    "blocks.${1}.expand.conv.",
-                )
-                .with_key_remapping(r"^features\.(\d+)\.conv\.0\.1\.", "blocks.${1}.expand.bn.")
-                .with_key_remapping(
-                    r"^features\.(\d+)\.conv\.1\.0\.",
-                    "blocks.${1}.depthwise.conv.",
-                )
-                .with_key_remapping(
-                    r"^features\.(\d+)\.conv\.1\.1\.",
-                    "blocks.${1}.depthwise.bn.",
-                )
-                .with_key_remapping(r"^features\.(\d+)\.conv\.2\.", "blocks.${1}.project.conv.")
-                .with_key_remapping(r"^features\.(\d+)\.conv\.3\.", "blocks.${1}.project.bn.")
-                .with_key_remapping(r"^classifier\.1\.", "classifier.");
-            apply(&mut self, store, path)?;
-            Ok(self)
-        }
-
-        /// `efficientnet-lite0-57934424.pth` (EfficientNet-PyTorch naming): `_conv_stem`/`_bn0`,
-        /// `_blocks.N._expand_conv`/`_bn0`, `_depthwise_conv`/`_bn1`, `_project_conv`/`_bn2`,
-        /// `_conv_head`/`_bn1`, `_fc`.
-        pub fn load_efficientnet_lite0(mut self, path: &Path) -> anyhow::Result<Self> {
-            let block = |from: &str, to: &str| {
-                (
-                    format!(r"^_blocks\.(\d+)\.{from}\."),
-                    format!("blocks.${{1}}.{to}."),
-                )
-            };
-            let mut store = PytorchStore::from_file(path);
-            for (from, to) in [
-                block("_expand_conv", "expand.conv"),
-                block("_bn0", "expand.bn"),
-                block("_depthwise_conv", "depthwise.conv"),
-                block("_bn1", "depthwise.bn"),
-                block("_project_conv", "project.conv"),
-                block("_bn2", "project.bn"),
-                (r"^_conv_stem\.".into(), "stem.conv.".into()),
-                (r"^_bn0\.".into(), "stem.bn.".into()),
-                (r"^_conv_head\.".into(), "head.conv.".into()),
-                (r"^_bn1\.".into(), "head.bn.".into()),
-                (r"^_fc\.".into(), "classifier.".into()),
-            ] {
-                store = store.with_key_remapping(&from, &to);
-            }
-            apply(&mut self, store, path)?;
-            Ok(self)
-        }
     }
 }

@@ -1,19 +1,18 @@
 //! The page's wasm API: load a model folder over HTTP (with progress and the Cache API), pick
-//! WebGPU or the CPU backend, and classify image bytes + a caption with the same preprocessing
-//! and model code as the native predictor. Every call returns `Result`; nothing blocks.
+//! WebGPU or the CPU backend, and classify image bytes + a caption with the model crate's
+//! preprocessing, model and classifier, the code the native predictor runs. Every call returns
+//! `Result`; nothing blocks.
 
 use std::cell::RefCell;
 
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 use js_sys::{Function, Uint8Array};
+use mvsa_model::folder::{self, ModelFiles};
+use mvsa_model::{Classifier, Pair, Prediction};
 use serde::Serialize;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-
-use crate::files;
-use crate::inference::{Classifier, Prediction};
 
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -195,24 +194,26 @@ impl WebClassifier {
         // The small files are always fetched; every training run writes a different
         // metrics.json, so their digest names the cache the large files live in, and a retrained
         // model is never paired with stale cached weights.
-        let config = fetch_bytes(&url(files::CONFIG), None, None).await?;
-        let metrics = fetch_bytes(&url(files::METRICS), None, None)
+        let config = fetch_bytes(&url(folder::CONFIG), None, None).await?;
+        let metrics = fetch_bytes(&url(folder::METRICS), None, None)
             .await
             .unwrap_or_default();
-        let cache = format!(
-            "mvsa-model-{:016x}",
-            crate::fnv1a([&config[..], &metrics[..]])
-        );
-        let tokenizer = fetch_bytes(&url(files::TOKENIZER), Some(&cache), None).await?;
-        let weights = fetch_bytes(&url(files::WEIGHTS), Some(&cache), progress.as_ref()).await?;
+        let cache = folder::cache_name(&config, &metrics);
+        let has_text = folder::read_config(&config).map_err(js_err)?.text.is_some();
+        let tokenizer = match has_text {
+            true => Some(fetch_bytes(&url(folder::TOKENIZER), Some(&cache), None).await?),
+            false => None,
+        };
+        let weights = fetch_bytes(&url(folder::WEIGHTS), Some(&cache), progress.as_ref()).await?;
         Self::from_bytes(config, tokenizer, weights, backend).await
     }
 
-    /// Build from the three files' bytes (see [`WebClassifier::load`] for `backend`).
+    /// Build from the folder's files' bytes (`tokenizer` may be absent for a picture-only
+    /// model; see [`WebClassifier::load`] for `backend`).
     #[wasm_bindgen(js_name = fromBytes)]
     pub async fn from_bytes(
         config: Vec<u8>,
-        tokenizer: Vec<u8>,
+        tokenizer: Option<Vec<u8>>,
         weights: Vec<u8>,
         backend: String,
     ) -> Result<WebClassifier, JsError> {
@@ -235,8 +236,8 @@ impl WebClassifier {
                 )));
             }
         };
-        let classifier =
-            Classifier::from_bytes(&config, &tokenizer, weights, &device).map_err(js_err)?;
+        let files = ModelFiles::from_bytes(&config, tokenizer, weights).map_err(js_err)?;
+        let classifier = Classifier::new(files, &device).map_err(js_err)?;
         Ok(WebClassifier {
             classifier,
             backend: name.to_string(),
@@ -263,21 +264,16 @@ impl WebClassifier {
         caption: Option<String>,
     ) -> Result<JsValue, JsError> {
         let started = now_ms();
-        let prepared = self
+        let pair = Pair {
+            image: image.as_deref(),
+            caption: caption.as_deref(),
+        };
+        let prediction = self
             .classifier
-            .prepare(image.as_deref(), caption.as_deref())
-            .map_err(js_err)?;
-        let output = self.classifier.forward(&[prepared]);
-        let fused = read(output.fused).await?;
-        let image = match output.image {
-            Some(t) => Some(read(t).await?),
-            None => None,
-        };
-        let text = match output.text {
-            Some(t) => Some(read(t).await?),
-            None => None,
-        };
-        let prediction = self.classifier.predictions(fused, image, text).remove(0);
+            .classify_async(&[pair])
+            .await
+            .map_err(js_err)?
+            .remove(0);
         let result = WebPrediction {
             prediction,
             backend: self.backend.clone(),
@@ -288,14 +284,4 @@ impl WebClassifier {
             .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
             .map_err(js_err)
     }
-}
-
-/// Softmax probabilities back on the host; async because a GPU read cannot block in a browser.
-async fn read(logits: Tensor<2>) -> Result<Vec<f32>, JsError> {
-    softmax(logits, 1)
-        .into_data_async()
-        .await
-        .map_err(|e| js_err(format!("{e:?}")))?
-        .try_into_vec::<f32>()
-        .map_err(|e| js_err(format!("{e:?}")))
 }

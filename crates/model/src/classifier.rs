@@ -1,0 +1,241 @@
+//! Classify image + caption pairs with a model folder. The same code serves the native
+//! predictor, the trainer's end-to-end check and the page; they differ only in how the
+//! probabilities are read back ([`Classifier::run`] blocks, [`Classifier::run_async`] does not).
+
+use burn::prelude::*;
+use burn::store::ModuleRecord;
+use burn::tensor::Bytes;
+use serde::Serialize;
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::folder::ModelFiles;
+use crate::metrics::argmax;
+use crate::model::{PendingScores, Scores, SentimentModel, TokenBatch, image_batch};
+use crate::preprocess::{ImagePreprocessor, TextPreprocessor, Tokens};
+
+/// One pair as it arrives: picture bytes (JPEG/PNG) and/or a caption.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pair<'a> {
+    pub image: Option<&'a [u8]>,
+    pub caption: Option<&'a str>,
+}
+
+/// A classified pair: the winning label and the probabilities, in `labels`' order.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Prediction {
+    pub label: String,
+    pub labels: Vec<String>,
+    #[serde(flatten)]
+    pub scores: Scores,
+}
+
+/// One pair, preprocessed and ready to batch.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub image: Option<Vec<f32>>,
+    pub tokens: Option<Tokens>,
+}
+
+pub struct Classifier {
+    config: ModelConfig,
+    model: SentimentModel,
+    image: Option<ImagePreprocessor>,
+    text: Option<TextPreprocessor>,
+    device: Device,
+}
+
+impl Classifier {
+    /// Build the model a folder describes on `device`.
+    pub fn new(files: ModelFiles, device: &Device) -> Result<Self> {
+        let ModelFiles {
+            config,
+            tokenizer,
+            weights,
+        } = files;
+        let text = match (&config.text, tokenizer) {
+            (Some(branch), Some(json)) => Some(TextPreprocessor::from_json(&json, branch.clone())?),
+            (Some(_), None) => {
+                return Err(Error::Tokenizer(
+                    "the model has a caption branch but no tokenizer".into(),
+                ));
+            }
+            (None, _) => None,
+        };
+        // Weights may be stored in half precision; the model computes in f32.
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights))
+            .map_err(|e| Error::Weights(e.to_string()))?
+            .cast_to_module_dtype();
+        let model = config
+            .init(device)
+            .try_load_record(record)
+            .map_err(|e| Error::Weights(e.to_string()))?;
+        Ok(Self::from_model(config, model, text, device))
+    }
+
+    /// Wrap an in-memory model (the trainer's, say) with its preprocessing.
+    pub fn from_model(
+        config: ModelConfig,
+        model: SentimentModel,
+        text: Option<TextPreprocessor>,
+        device: &Device,
+    ) -> Self {
+        let image = config
+            .image
+            .as_ref()
+            .map(|b| ImagePreprocessor::new(b.preprocess.clone()));
+        Self {
+            config,
+            model,
+            image,
+            text,
+            device: device.clone(),
+        }
+    }
+
+    /// Read a model folder from disk.
+    pub fn load(dir: &std::path::Path, device: &Device) -> Result<Self> {
+        Self::new(ModelFiles::read(dir)?, device)
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn model(&self) -> &SentimentModel {
+        &self.model
+    }
+
+    pub fn image_preprocessor(&self) -> Option<&ImagePreprocessor> {
+        self.image.as_ref()
+    }
+
+    pub fn text_preprocessor(&self) -> Option<&TextPreprocessor> {
+        self.text.as_ref()
+    }
+
+    /// Decode and tokenise one pair. Parts the model has no branch for are ignored; a pair with
+    /// nothing the model can use is an error.
+    pub fn prepare(&self, pair: Pair) -> Result<Prepared> {
+        let image = match (pair.image, &self.image) {
+            (Some(bytes), Some(pre)) => Some(pre.preprocess(bytes)?),
+            _ => None,
+        };
+        let tokens = match (pair.caption, &self.text) {
+            (Some(caption), Some(pre)) => {
+                pre.validate(caption)?;
+                Some(pre.encode(caption)?)
+            }
+            _ => None,
+        };
+        if image.is_none() && tokens.is_none() {
+            return Err(match (self.image.is_some(), self.text.is_some()) {
+                (true, false) => Error::MissingBranch("text (it needs the picture)"),
+                (false, true) => Error::MissingBranch("image (it needs the caption)"),
+                _ => Error::NoInput,
+            });
+        }
+        Ok(Prepared { image, tokens })
+    }
+
+    /// Classify raw pairs (blocking read-back).
+    pub fn classify(&self, pairs: &[Pair]) -> Result<Vec<Prediction>> {
+        let prepared = pairs
+            .iter()
+            .map(|&p| self.prepare(p))
+            .collect::<Result<Vec<_>>>()?;
+        self.run(&prepared)
+    }
+
+    /// Classify raw pairs without blocking (the page).
+    pub async fn classify_async(&self, pairs: &[Pair<'_>]) -> Result<Vec<Prediction>> {
+        let prepared = pairs
+            .iter()
+            .map(|&p| self.prepare(p))
+            .collect::<Result<Vec<_>>>()?;
+        self.run_async(&prepared).await
+    }
+
+    /// Classify prepared pairs; pairs missing a part run apart from the complete ones.
+    pub fn run(&self, batch: &[Prepared]) -> Result<Vec<Prediction>> {
+        let mut groups = Vec::new();
+        for (members, pending) in self.forward_groups(batch)? {
+            groups.push((members, pending.read()?));
+        }
+        Ok(self.predictions(batch.len(), groups))
+    }
+
+    /// [`Classifier::run`], reading the probabilities back asynchronously.
+    pub async fn run_async(&self, batch: &[Prepared]) -> Result<Vec<Prediction>> {
+        let mut groups = Vec::new();
+        for (members, pending) in self.forward_groups(batch)? {
+            groups.push((members, pending.read_async().await?));
+        }
+        Ok(self.predictions(batch.len(), groups))
+    }
+
+    /// The model run once per group of pairs with the same parts: (members, probabilities).
+    fn forward_groups(&self, batch: &[Prepared]) -> Result<Vec<(Vec<usize>, PendingScores)>> {
+        let parts = |p: &Prepared| (p.image.is_some(), p.tokens.is_some());
+        let mut groups: Vec<((bool, bool), Vec<usize>)> = Vec::new();
+        for (i, p) in batch.iter().enumerate() {
+            match groups.iter_mut().find(|(k, _)| *k == parts(p)) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((parts(p), vec![i])),
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(_, members)| {
+                let items: Vec<&Prepared> = members.iter().map(|&i| &batch[i]).collect();
+                Ok((members, self.forward(&items)?))
+            })
+            .collect()
+    }
+
+    /// Run the model on pairs that all carry the same parts.
+    fn forward(&self, batch: &[&Prepared]) -> Result<PendingScores> {
+        let images = match (&self.image, batch.iter().all(|p| p.image.is_some())) {
+            (Some(pre), true) => {
+                let pixels = batch.iter().flat_map(|p| p.image.iter().flatten().copied());
+                let size = pre.config().size;
+                Some(image_batch(
+                    pixels.collect(),
+                    batch.len(),
+                    size,
+                    &self.device,
+                ))
+            }
+            _ => None,
+        };
+        let tokens = match (&self.text, batch.iter().all(|p| p.tokens.is_some())) {
+            (Some(pre), true) => {
+                let tokens: Vec<&Tokens> = batch.iter().flat_map(|p| p.tokens.as_ref()).collect();
+                let rows = pre.rows(&tokens);
+                Some(TokenBatch::new(
+                    rows.ids,
+                    rows.mask,
+                    rows.shape,
+                    &self.device,
+                ))
+            }
+            _ => None,
+        };
+        Ok(self.model.forward(images, tokens)?.probabilities())
+    }
+
+    /// Scores of each group back in batch order, as labelled predictions.
+    fn predictions(&self, n: usize, groups: Vec<(Vec<usize>, Vec<Scores>)>) -> Vec<Prediction> {
+        let mut out: Vec<Option<Prediction>> = vec![None; n];
+        for (members, scores) in groups {
+            for (i, scores) in members.into_iter().zip(scores) {
+                out[i] = Some(Prediction {
+                    label: self.config.labels[argmax(&scores.fused)].clone(),
+                    labels: self.config.labels.clone(),
+                    scores,
+                });
+            }
+        }
+        out.into_iter().flatten().collect()
+    }
+}

@@ -1,0 +1,431 @@
+//! The sentiment model: an image branch and a text branch, each an encoder plus its own 3-class
+//! head, and a fusion head over both branches' features. The encoders are small networks
+//! trained from scratch ([`scratch`]) or pretrained ones ([`mobile`], [`minilm`]). One
+//! definition, built from [`ModelConfig`], runs natively and in wasm.
+//!
+//! [`SentimentModel`] is generic over its two encoders so that the trainer can train the same
+//! heads on features computed beforehand ([`Precomputed`]) or on MiniLM's top layers alone
+//! ([`MiniLmTop`]); what ships and what the classifier runs is the default,
+//! `SentimentModel<ImageEncoder, TextEncoder>`.
+
+pub mod minilm;
+pub mod mobile;
+mod output;
+pub mod scratch;
+
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, Relu};
+use burn::prelude::*;
+
+use crate::config::{ImageEncoderConfig, ModelConfig, TextEncoderConfig};
+use crate::error::{Error, Result};
+pub use minilm::{HiddenStates, MiniLm, MiniLmTop};
+pub use mobile::MobileCnn;
+pub use output::{ModelOutput, PendingScores, Scores};
+use scratch::{BiLstmEncoder, SmallCnn};
+
+/// What turns one part of a pair into a feature vector `[batch, features]`.
+pub trait Encoder: Module + burn::module::ModuleDisplay {
+    type Input;
+    fn encode(&self, input: Self::Input) -> Tensor<2>;
+}
+
+/// Caption token ids `[batch, len]` and their 1/0 padding mask.
+#[derive(Clone, Debug)]
+pub struct TokenBatch {
+    pub ids: Tensor<2, Int>,
+    pub mask: Tensor<2>,
+}
+
+impl TokenBatch {
+    /// From row-major ids and mask of `shape` (what the text preprocessor stacks).
+    pub fn new(ids: Vec<i64>, mask: Vec<f32>, shape: [usize; 2], device: &Device) -> Self {
+        Self {
+            ids: Tensor::from_data(TensorData::new(ids, shape), device),
+            mask: Tensor::from_data(TensorData::new(mask, shape), device),
+        }
+    }
+}
+
+/// Normalised pictures (each `3 * size * size` floats, CHW, one after the other) as
+/// `[batch, 3, size, size]`.
+pub fn image_batch(pixels: Vec<f32>, batch: usize, size: usize, device: &Device) -> Tensor<4> {
+    Tensor::from_data(TensorData::new(pixels, [batch, 3, size, size]), device)
+}
+
+/// Rows of features (`[batch, width]`, row-major) as a tensor.
+pub fn feature_batch(rows: Vec<f32>, batch: usize, device: &Device) -> Tensor<2> {
+    let width = rows.len() / batch.max(1);
+    Tensor::from_data(TensorData::new(rows, [batch, width]), device)
+}
+
+/// What turns a picture into a feature vector.
+// One per model, built once: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum ImageEncoder {
+    Scratch(SmallCnn),
+    /// MobileNetV2 or EfficientNet-Lite0 (which one is the config's `image.encoder`).
+    Pretrained(MobileCnn),
+}
+
+impl ImageEncoder {
+    pub fn new(config: &ImageEncoderConfig, device: &Device) -> Self {
+        match config {
+            ImageEncoderConfig::Scratch { channels } => {
+                Self::Scratch(SmallCnn::new(channels, device))
+            }
+            ImageEncoderConfig::MobilenetV2 => {
+                Self::Pretrained(MobileCnn::mobilenet_v2(false, device))
+            }
+            ImageEncoderConfig::EfficientnetLite0 => {
+                Self::Pretrained(MobileCnn::efficientnet_lite0(false, device))
+            }
+        }
+    }
+
+    /// Width of the feature vector.
+    pub fn features(config: &ImageEncoderConfig) -> usize {
+        match config {
+            ImageEncoderConfig::Scratch { channels } => channels.last().copied().unwrap_or(0),
+            _ => mobile::FEATURES,
+        }
+    }
+}
+
+impl Encoder for ImageEncoder {
+    type Input = Tensor<4>;
+
+    fn encode(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            Self::Scratch(cnn) => cnn.forward(images),
+            Self::Pretrained(cnn) => cnn.forward(images),
+        }
+    }
+}
+
+/// What turns a caption into a feature vector.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum TextEncoder {
+    Scratch(BiLstmEncoder),
+    Pretrained(MiniLm),
+}
+
+impl TextEncoder {
+    pub fn new(config: &TextEncoderConfig, dropout: f64, device: &Device) -> Self {
+        match config {
+            TextEncoderConfig::Scratch {
+                vocab_size,
+                embed_dim,
+                hidden,
+            } => Self::Scratch(BiLstmEncoder::new(
+                *vocab_size,
+                *embed_dim,
+                *hidden,
+                dropout,
+                device,
+            )),
+            TextEncoderConfig::MinilmL6(shape) => Self::Pretrained(MiniLm::new(shape, device)),
+        }
+    }
+
+    /// Width of the feature vector.
+    pub fn features(config: &TextEncoderConfig) -> usize {
+        match config {
+            TextEncoderConfig::Scratch {
+                embed_dim, hidden, ..
+            } => BiLstmEncoder::features(*embed_dim, *hidden),
+            TextEncoderConfig::MinilmL6(shape) => shape.hidden_size,
+        }
+    }
+}
+
+impl Encoder for TextEncoder {
+    type Input = TokenBatch;
+
+    fn encode(&self, tokens: TokenBatch) -> Tensor<2> {
+        match self {
+            Self::Scratch(lstm) => lstm.forward(tokens),
+            Self::Pretrained(minilm) => minilm.encode(tokens),
+        }
+    }
+}
+
+/// Stands in for a frozen encoder whose features were computed beforehand: the heads then
+/// train on cached features.
+#[derive(Module, Debug)]
+pub struct Precomputed;
+
+impl Encoder for Precomputed {
+    type Input = Tensor<2>;
+
+    fn encode(&self, features: Tensor<2>) -> Tensor<2> {
+        features
+    }
+}
+
+/// A branch: encoder → features → dropout → its own linear 3-class head.
+#[derive(Module, Debug)]
+pub struct Branch<E> {
+    encoder: E,
+    dropout: Dropout,
+    head: Linear,
+}
+
+impl<E: Encoder> Branch<E> {
+    /// (Features after dropout, for the fusion head; this branch's own logits.)
+    fn forward(&self, input: E::Input) -> (Tensor<2>, Tensor<2>) {
+        let features = self.dropout.forward(self.encoder.encode(input));
+        let logits = self.head.forward(features.clone());
+        (features, logits)
+    }
+}
+
+/// Concatenated branch features → hidden layer → classes.
+#[derive(Module, Debug)]
+pub struct FusionHead {
+    hidden: Linear,
+    activation: Relu,
+    dropout: Dropout,
+    output: Linear,
+}
+
+impl FusionHead {
+    fn new(inputs: usize, hidden: usize, classes: usize, dropout: f64, device: &Device) -> Self {
+        Self {
+            hidden: LinearConfig::new(inputs, hidden).init(device),
+            activation: Relu::new(),
+            dropout: DropoutConfig::new(dropout).init(),
+            output: LinearConfig::new(hidden, classes).init(device),
+        }
+    }
+
+    pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
+        let x = self.activation.forward(self.hidden.forward(features));
+        self.output.forward(self.dropout.forward(x))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct SentimentModel<I = ImageEncoder, T = TextEncoder> {
+    image: Option<Branch<I>>,
+    text: Option<Branch<T>>,
+    fusion: Option<FusionHead>,
+}
+
+impl ModelConfig {
+    /// A freshly initialised model on `device`.
+    pub fn init(&self, device: &Device) -> SentimentModel {
+        let image = self
+            .image
+            .as_ref()
+            .map(|b| ImageEncoder::new(&b.encoder, device));
+        let text = self
+            .text
+            .as_ref()
+            .map(|b| TextEncoder::new(&b.encoder, self.dropout, device));
+        self.init_with(image, text, device)
+            .expect("each configured branch has its encoder")
+    }
+
+    /// Fresh heads around the given encoders, one for each branch of this config. An encoder
+    /// for a branch the config lacks, or a branch without its encoder, is an error.
+    pub fn init_with<I: Module, T: Module>(
+        &self,
+        image: Option<I>,
+        text: Option<T>,
+        device: &Device,
+    ) -> Result<SentimentModel<I, T>> {
+        let classes = self.num_classes();
+        let image_features = self
+            .image
+            .as_ref()
+            .map(|b| ImageEncoder::features(&b.encoder));
+        let text_features = self
+            .text
+            .as_ref()
+            .map(|b| TextEncoder::features(&b.encoder));
+        let image = match (image, image_features) {
+            (Some(encoder), Some(features)) => Some(self.branch(encoder, features, device)),
+            (None, None) => None,
+            _ => return Err(mismatch("image")),
+        };
+        let text = match (text, text_features) {
+            (Some(encoder), Some(features)) => Some(self.branch(encoder, features, device)),
+            (None, None) => None,
+            _ => return Err(mismatch("text")),
+        };
+        let fusion = image_features.zip(text_features).map(|(i, t)| {
+            FusionHead::new(i + t, self.fusion_hidden, classes, self.dropout, device)
+        });
+        Ok(SentimentModel {
+            image,
+            text,
+            fusion,
+        })
+    }
+}
+
+impl ModelConfig {
+    /// `encoder` with fresh dropout and a fresh head over its `features`.
+    fn branch<E>(&self, encoder: E, features: usize, device: &Device) -> Branch<E> {
+        Branch {
+            encoder,
+            dropout: DropoutConfig::new(self.dropout).init(),
+            head: LinearConfig::new(features, self.num_classes()).init(device),
+        }
+    }
+}
+
+fn mismatch(branch: &str) -> Error {
+    Error::Config(format!(
+        "the {branch} encoder given does not match the config's {branch} branch"
+    ))
+}
+
+impl<I: Encoder, T: Encoder> SentimentModel<I, T> {
+    pub fn has_image(&self) -> bool {
+        self.image.is_some()
+    }
+
+    pub fn has_text(&self) -> bool {
+        self.text.is_some()
+    }
+
+    pub fn image_encoder(&self) -> Option<&I> {
+        self.image.as_ref().map(|b| &b.encoder)
+    }
+
+    pub fn text_encoder(&self) -> Option<&T> {
+        self.text.as_ref().map(|b| &b.encoder)
+    }
+
+    /// Run whichever branches both the model and the input have. With both, `fused` is the
+    /// fusion head; with one, it is that branch's own head.
+    pub fn forward(&self, image: Option<I::Input>, text: Option<T::Input>) -> Result<ModelOutput> {
+        let image = self.image.as_ref().zip(image).map(|(b, x)| b.forward(x));
+        let text = self.text.as_ref().zip(text).map(|(b, x)| b.forward(x));
+        let fused = match (&image, &text, &self.fusion) {
+            (Some((fi, _)), Some((ft, _)), Some(fusion)) => {
+                fusion.forward(Tensor::cat(vec![fi.clone(), ft.clone()], 1))
+            }
+            (Some((_, logits)), _, _) | (None, Some((_, logits)), _) => logits.clone(),
+            (None, None, _) => return Err(Error::NoInput),
+        };
+        Ok(ModelOutput {
+            fused,
+            image: image.map(|(_, logits)| logits),
+            text: text.map(|(_, logits)| logits),
+        })
+    }
+
+    /// This model's encoders under `other`'s heads and fusion: heads trained on cached features
+    /// go back on top of the encoders that computed them.
+    pub fn with_heads_of<I2, T2>(self, other: SentimentModel<I2, T2>) -> Self {
+        Self {
+            image: with_head_of(self.image, other.image),
+            text: with_head_of(self.text, other.text),
+            fusion: other.fusion.or(self.fusion),
+        }
+    }
+}
+
+fn with_head_of<E, E2>(mine: Option<Branch<E>>, theirs: Option<Branch<E2>>) -> Option<Branch<E>> {
+    match (mine, theirs) {
+        (Some(mine), Some(theirs)) => Some(Branch {
+            encoder: mine.encoder,
+            dropout: theirs.dropout,
+            head: theirs.head,
+        }),
+        (mine, _) => mine,
+    }
+}
+
+/// Casts every float parameter to half precision: the model folder's weights then take half the
+/// download. Loading casts them back to f32 ([`ModuleRecord::cast_to_module_dtype`]).
+///
+/// [`ModuleRecord::cast_to_module_dtype`]: burn::store::ModuleRecord::cast_to_module_dtype
+struct HalfPrecision;
+
+impl burn::module::ModuleMapper for HalfPrecision {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        param.map(|t| t.cast(burn::tensor::FloatDType::F16))
+    }
+}
+
+impl SentimentModel {
+    /// The same model with f16 parameters, for a smaller model folder.
+    pub fn to_half(self) -> Self {
+        self.map(&mut HalfPrecision)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ImageBranchConfig, TextBranchConfig};
+
+    fn config(image: bool, text: bool) -> ModelConfig {
+        ModelConfig::new(
+            image.then(|| ImageBranchConfig::scratch(32)),
+            text.then(|| TextBranchConfig::scratch(20, 8)),
+        )
+    }
+
+    fn tokens(batch: usize, device: &Device) -> TokenBatch {
+        let ids: Vec<i64> = (0..batch * 8).map(|i| (i % 7) as i64).collect();
+        TokenBatch::new(ids, vec![1.0; batch * 8], [batch, 8], device)
+    }
+
+    #[test]
+    fn every_modality_gives_class_logits() {
+        let device = Device::flex();
+        for (image, text) in [(true, true), (true, false), (false, true)] {
+            let model = config(image, text).init(&device);
+            let images = Tensor::zeros([2, 3, 32, 32], &device);
+            let out = model
+                .forward(Some(images), Some(tokens(2, &device)))
+                .unwrap();
+            assert_eq!(out.fused.dims(), [2, 3]);
+            assert_eq!(out.image.is_some(), image);
+            assert_eq!(out.text.is_some(), text);
+        }
+        let model = config(true, true).init(&device);
+        assert!(matches!(model.forward(None, None), Err(Error::NoInput)));
+    }
+
+    #[test]
+    fn heads_trained_on_features_give_the_full_models_numbers() {
+        let device = Device::flex();
+        let config = config(true, true);
+        let full = config.init(&device);
+        let heads = config
+            .init_with(Some(Precomputed), Some(Precomputed), &device)
+            .unwrap();
+        let images =
+            Tensor::<4>::random([2, 3, 32, 32], burn::tensor::Distribution::Default, &device);
+        let image_features = full.image_encoder().unwrap().encode(images.clone());
+        let text_features = full.text_encoder().unwrap().encode(tokens(2, &device));
+        let on_features = heads
+            .forward(Some(image_features), Some(text_features))
+            .unwrap()
+            .fused;
+        let joined = full.with_heads_of(heads);
+        let end_to_end = joined
+            .forward(Some(images), Some(tokens(2, &device)))
+            .unwrap()
+            .fused;
+        end_to_end
+            .into_data()
+            .assert_approx_eq::<f32>(&on_features.into_data(), Default::default());
+        // A branch without its encoder is an error, not a panic.
+        assert!(
+            config
+                .init_with(Some(Precomputed), None::<Precomputed>, &device)
+                .is_err()
+        );
+    }
+}

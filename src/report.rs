@@ -1,0 +1,113 @@
+//! `metrics.json`: what a training run measured and how it ran. One definition, written by the
+//! trainer, drawn by [`crate::plots`], read by the tests and (its headline numbers, through the
+//! manifest) by the page. Files written before the model folder's format 2 read as well: their
+//! `options` hold the same run settings beside model fields that now live in `config.json`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use mvsa_model::folder::{self, Manifest, ManifestEntry, ValidationSummary};
+use mvsa_model::metrics::Metrics;
+use serde::{Deserialize, Serialize};
+
+use crate::data::Skipped;
+use crate::training::{EpochLog, FeatureTiming, TrainingOptions};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MetricsFile {
+    /// Fused model on the validation split, at the kept epoch.
+    pub validation: Metrics,
+    /// The image branch's and the text branch's own heads on the same split.
+    pub image_branch: Option<Metrics>,
+    pub text_branch: Option<Metrics>,
+    /// The written model folder, loaded back (f16 weights included) and run end to end on the
+    /// validation pictures and captions: what the page and `predict` get.
+    #[serde(default)]
+    pub saved_model: Option<Metrics>,
+    /// Frozen-encoder feature extraction of this run (what the feature cache did not have).
+    #[serde(default)]
+    pub features: Option<FeatureTiming>,
+    pub best_epoch: usize,
+    pub epochs_run: usize,
+    pub training_seconds: f64,
+    pub train_pairs: usize,
+    pub validation_pairs: usize,
+    pub skipped: Vec<Skipped>,
+    pub history: Vec<EpochLog>,
+    /// The run's settings (the model's are the folder's `config.json`).
+    pub options: TrainingOptions,
+    /// The data folder trained on.
+    pub data: String,
+}
+
+impl MetricsFile {
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(folder::METRICS);
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a metrics file", path.display()))
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(folder::METRICS);
+        std::fs::write(&path, serde_json::to_string_pretty(self)?)
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// The headline numbers the page shows for the model.
+    pub fn summary(&self) -> ValidationSummary {
+        ValidationSummary {
+            accuracy: self.validation.accuracy,
+            macro_f1: self.validation.macro_f1,
+            weighted_f1: self.validation.weighted_f1,
+            pairs: self.validation_pairs,
+        }
+    }
+}
+
+/// Where the page's list of models beside `dir` would be.
+pub fn manifest_beside(dir: &Path) -> PathBuf {
+    dir.parent()
+        .unwrap_or(Path::new("."))
+        .join(folder::MANIFEST)
+}
+
+/// List the model folder `dir` in the `models.json` beside it when there is one (as in the
+/// page's `www/`): a retrained model shows up in the page's menu with its new numbers.
+pub fn register_if_listed(dir: &Path) -> Result<()> {
+    let manifest = manifest_beside(dir);
+    if manifest.is_file() {
+        register(dir, &manifest)?;
+    }
+    Ok(())
+}
+
+/// Add (or update) `dir`'s entry in `manifest`, creating the file if needed.
+pub fn register(dir: &Path, manifest: &Path) -> Result<()> {
+    let config_path = dir.join(folder::CONFIG);
+    let bytes = std::fs::read(&config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let config =
+        folder::read_config(&bytes).with_context(|| format!("{}", config_path.display()))?;
+    let metrics = MetricsFile::read(dir)?;
+    let entry = ManifestEntry::describe(dir, &config, metrics.summary())?;
+    let mut list = if manifest.is_file() {
+        Manifest::read(manifest)?
+    } else {
+        Manifest::default()
+    };
+    list.upsert(entry);
+    list.write(manifest)?;
+    Ok(())
+}
+
+/// Rewrite `dir`'s `config.json` in the current format (a folder written by an older version);
+/// nothing else in the folder changes.
+pub fn upgrade(dir: &Path) -> Result<()> {
+    let path = dir.join(folder::CONFIG);
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config = folder::read_config(&bytes).with_context(|| format!("{}", path.display()))?;
+    std::fs::write(&path, folder::config_json(&config))
+        .with_context(|| format!("cannot write {}", path.display()))
+}

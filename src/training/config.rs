@@ -1,0 +1,262 @@
+//! What a training run depends on: the model's config (written as the folder's `config.json`)
+//! and the run's own options (recorded in `metrics.json`), nested as Burn's examples nest them.
+//! The presets are the one place defaults live; the CLI only overrides them.
+
+use anyhow::{Result, bail, ensure};
+use mvsa_model::ModelConfig;
+use mvsa_model::config::{ImageBranchConfig, MiniLmConfig, TextBranchConfig, TextEncoderConfig};
+use serde::{Deserialize, Serialize};
+
+/// The small model's architecture: a CNN on 32 px pictures, a BiLSTM on 40 tokens of a
+/// vocabulary of at most 6,000 learned from the training captions.
+pub const SMALL_IMAGE_SIZE: usize = 32;
+pub const SMALL_MAX_LEN: usize = 40;
+pub const SMALL_VOCAB: usize = 6000;
+
+/// The shipped default model: MobileNetV2 and all-MiniLM-L6-v2 (of the given shape).
+pub fn default_model(minilm: MiniLmConfig) -> ModelConfig {
+    ModelConfig::new(
+        Some(ImageBranchConfig::mobilenet_v2()),
+        Some(TextBranchConfig::minilm(minilm)),
+    )
+}
+
+/// The small model, trained from scratch.
+pub fn small_model() -> ModelConfig {
+    ModelConfig::new(
+        Some(ImageBranchConfig::scratch(SMALL_IMAGE_SIZE)),
+        Some(TextBranchConfig::scratch(SMALL_VOCAB, SMALL_MAX_LEN)),
+    )
+}
+
+#[derive(Clone, Debug)]
+pub struct TrainingConfig {
+    pub model: ModelConfig,
+    pub options: TrainingOptions,
+}
+
+/// Which validation number picks the epoch to keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Selection {
+    Accuracy,
+    MacroF1,
+}
+
+/// The run's settings apart from the model's architecture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainingOptions {
+    /// Most epochs to run; early stopping may end sooner.
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Adam learning rate of the heads and of encoders trained from scratch.
+    pub lr: f64,
+    /// Fine-tune this many of MiniLM's top layers with the heads (0 = every encoder frozen).
+    #[serde(default)]
+    pub finetune_layers: usize,
+    /// Adam learning rate of the fine-tuned layers.
+    #[serde(default = "default_finetune_lr")]
+    pub finetune_lr: f64,
+    /// Seed of the split, initialisation, shuffling and augmentation.
+    pub seed: u64,
+    /// Share of each class held out for validation.
+    pub val_fraction: f64,
+    /// Use only this many labelled pairs (a stratified subset), for quick runs.
+    pub limit: Option<usize>,
+    /// Stop after this many epochs without a better validation score.
+    pub patience: usize,
+    pub select: Selection,
+    /// Class weights are (majority count / class count) ^ power: 0 = unweighted, 1 = balanced.
+    pub class_weight_power: f64,
+    /// Weight of each branch's own loss next to the fused loss.
+    pub branch_loss_weight: f64,
+    /// Share of caption tokens replaced by `[UNK]` in each training batch (scratch encoders).
+    pub word_dropout: f64,
+    /// Store the weights in f16 (half the download; the model still computes in f32).
+    #[serde(default)]
+    pub half_precision: bool,
+}
+
+fn default_finetune_lr() -> f64 {
+    5e-5
+}
+
+/// How the model learns, decided once from the config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Regime {
+    /// Every encoder from scratch, trained end to end with augmentation.
+    Scratch,
+    /// Frozen pretrained encoders: heads on their cached features.
+    Heads,
+    /// Heads plus MiniLM's top `layers`, on cached states of the layers below.
+    FineTune { layers: usize },
+}
+
+impl TrainingOptions {
+    /// The small from-scratch model's settings (tuned on the validation split).
+    pub fn scratch() -> Self {
+        Self {
+            epochs: 12,
+            batch_size: 32,
+            lr: 1e-3,
+            finetune_layers: 0,
+            finetune_lr: default_finetune_lr(),
+            seed: 42,
+            val_fraction: 0.15,
+            limit: None,
+            patience: 5,
+            select: Selection::Accuracy,
+            class_weight_power: 0.5,
+            branch_loss_weight: 0.5,
+            word_dropout: 0.1,
+            half_precision: false,
+        }
+    }
+
+    /// Pretrained encoders: MiniLM's top two layers fine-tuned with the heads for 8 epochs (a
+    /// caption encoder that adapts to tweets is worth 3 points over a frozen one), f16 weights.
+    pub fn finetune() -> Self {
+        Self {
+            epochs: 8,
+            patience: 8,
+            finetune_layers: 2,
+            half_precision: true,
+            ..Self::scratch()
+        }
+    }
+
+    /// Heads on frozen features only: many cheap epochs, each a pass over cached features.
+    pub fn heads_only() -> Self {
+        Self {
+            epochs: 60,
+            patience: 15,
+            finetune_layers: 0,
+            ..Self::finetune()
+        }
+    }
+
+    /// The preset for `model`: scratch, fine-tuning where there is a MiniLM to fine-tune (and
+    /// `finetune` does not say 0), heads only otherwise.
+    pub fn preset(model: &ModelConfig, finetune: Option<usize>) -> Self {
+        let pretrained = model
+            .image
+            .as_ref()
+            .is_some_and(|b| b.encoder.is_pretrained())
+            || model
+                .text
+                .as_ref()
+                .is_some_and(|b| b.encoder.is_pretrained());
+        let minilm = matches!(
+            model.text.as_ref().map(|b| &b.encoder),
+            Some(TextEncoderConfig::MinilmL6(_))
+        );
+        match (pretrained, minilm && finetune != Some(0)) {
+            (false, _) => Self::scratch(),
+            (true, true) => Self::finetune(),
+            (true, false) => Self::heads_only(),
+        }
+    }
+}
+
+impl TrainingConfig {
+    /// The run's regime, and the checks that the options suit the model.
+    pub fn regime(&self) -> Result<Regime> {
+        let o = &self.options;
+        ensure!(o.epochs > 0, "--epochs must be at least 1");
+        ensure!(o.batch_size > 0, "--batch-size must be at least 1");
+        ensure!(
+            o.val_fraction > 0.0 && o.val_fraction < 1.0,
+            "--val-fraction must be between 0 and 1, got {}",
+            o.val_fraction
+        );
+        let kinds = [
+            self.model.image.as_ref().map(|b| b.encoder.is_pretrained()),
+            self.model.text.as_ref().map(|b| b.encoder.is_pretrained()),
+        ];
+        let pretrained: Vec<bool> = kinds.into_iter().flatten().collect();
+        if pretrained.iter().all(|p| !p) {
+            return Ok(Regime::Scratch);
+        }
+        if !pretrained.iter().all(|p| *p) {
+            bail!(
+                "a pretrained encoder next to a from-scratch one is not supported: use two \
+                 pretrained encoders, two scratch ones, or --modality to train one branch alone"
+            );
+        }
+        match self.model.text.as_ref().map(|b| &b.encoder) {
+            Some(TextEncoderConfig::MinilmL6(shape)) if o.finetune_layers > 0 => {
+                ensure!(
+                    o.finetune_layers <= shape.num_hidden_layers,
+                    "--finetune-layers {}: MiniLM has {} layers",
+                    o.finetune_layers,
+                    shape.num_hidden_layers
+                );
+                Ok(Regime::FineTune {
+                    layers: o.finetune_layers,
+                })
+            }
+            // Without the caption there is no MiniLM to fine-tune: heads only.
+            _ => Ok(Regime::Heads),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mvsa_model::config::{ImageBranchConfig, MiniLmConfig, TextBranchConfig};
+
+    fn minilm() -> TextBranchConfig {
+        TextBranchConfig::minilm(MiniLmConfig {
+            vocab_size: 30522,
+            hidden_size: 384,
+            num_hidden_layers: 6,
+            num_attention_heads: 12,
+            intermediate_size: 1536,
+            max_position_embeddings: 512,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+        })
+    }
+
+    fn regime(
+        image: Option<ImageBranchConfig>,
+        text: Option<TextBranchConfig>,
+        finetune: Option<usize>,
+    ) -> Result<Regime> {
+        let model = ModelConfig::new(image, text);
+        let mut options = TrainingOptions::preset(&model, finetune);
+        if let Some(layers) = finetune {
+            options.finetune_layers = layers;
+        }
+        TrainingConfig { model, options }.regime()
+    }
+
+    #[test]
+    fn the_regime_is_decided_by_the_encoders_and_finetune_layers() {
+        let scratch_image = || Some(ImageBranchConfig::scratch(32));
+        let scratch_text = || Some(TextBranchConfig::scratch(100, 40));
+        let mobilenet = || Some(ImageBranchConfig::mobilenet_v2());
+        assert_eq!(
+            regime(scratch_image(), scratch_text(), None).unwrap(),
+            Regime::Scratch
+        );
+        assert_eq!(
+            regime(mobilenet(), Some(minilm()), None).unwrap(),
+            Regime::FineTune { layers: 2 }
+        );
+        assert_eq!(
+            regime(mobilenet(), Some(minilm()), Some(0)).unwrap(),
+            Regime::Heads
+        );
+        assert_eq!(regime(mobilenet(), None, None).unwrap(), Regime::Heads);
+        assert_eq!(
+            regime(None, Some(minilm()), Some(6)).unwrap(),
+            Regime::FineTune { layers: 6 }
+        );
+        assert!(regime(None, Some(minilm()), Some(7)).is_err());
+        assert!(regime(mobilenet(), scratch_text(), None).is_err());
+        let model = ModelConfig::new(mobilenet(), None);
+        assert_eq!(TrainingOptions::preset(&model, None).epochs, 60);
+    }
+}

@@ -1,0 +1,180 @@
+//! What the frozen pretrained encoders compute for every pair, once per run: picture and
+//! caption features (kept in the on-disk [`FeatureCache`], so a retrain computes only what is
+//! new) and MiniLM's hidden states below the fine-tuned layers (kept in memory: they are as
+//! long as the caption).
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Result, anyhow};
+use burn::prelude::*;
+use mvsa_model::config::{ImageBranchConfig, TextBranchConfig};
+use mvsa_model::model::{Encoder, ImageEncoder, MiniLm, TextEncoder, TokenBatch, image_batch};
+use mvsa_model::preprocess::{ImagePreprocessor, TextPreprocessor, Tokens};
+
+use crate::data::Sample;
+use crate::features::FeatureCache;
+use crate::progress::Progress;
+
+/// Pairs the encoders see at a time.
+const CHUNK: usize = 32;
+
+/// Rows computed (not found in the cache) and the seconds that took.
+pub struct Computed {
+    pub rows: Vec<Vec<f32>>,
+    pub computed: usize,
+    pub seconds: f64,
+}
+
+/// The picture encoder's features of every sample (stored pictures, centre crop).
+pub fn image_features(
+    encoder: &ImageEncoder,
+    branch: &ImageBranchConfig,
+    samples: &[Sample],
+    cache_dir: &Path,
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<Computed> {
+    let pre = ImagePreprocessor::new(branch.preprocess.clone());
+    let setting = serde_json::to_string(branch)?;
+    let stored = |i: usize| {
+        samples[i]
+            .image
+            .as_ref()
+            .ok_or_else(|| anyhow!("guid {}: the picture was not read", samples[i].guid))
+    };
+    let keys = (0..samples.len())
+        .map(|i| Ok(mvsa_model::fnv1a([setting.as_bytes(), stored(i)?.as_raw()])))
+        .collect::<Result<Vec<u64>>>()?;
+    let width = ImageEncoder::features(&branch.encoder);
+    let cache = FeatureCache::open(cache_dir, branch.encoder.name(), width);
+    cached(cache, "image features", &keys, progress, |chunk| {
+        let mut pixels = Vec::with_capacity(chunk.len() * 3 * pre.config().size.pow(2));
+        for &i in chunk {
+            pixels.extend(pre.center(stored(i)?));
+        }
+        let images = image_batch(pixels, chunk.len(), pre.config().size, device);
+        host_rows(encoder.encode(images))
+    })
+}
+
+/// The caption encoder's features of every sample.
+pub fn text_features(
+    encoder: &TextEncoder,
+    branch: &TextBranchConfig,
+    text: &TextPreprocessor,
+    samples: &[Sample],
+    cache_dir: &Path,
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<Computed> {
+    let setting = serde_json::to_string(branch)?;
+    let keys: Vec<u64> = samples
+        .iter()
+        .map(|s| mvsa_model::fnv1a([setting.as_bytes(), s.caption.as_bytes()]))
+        .collect();
+    let width = TextEncoder::features(&branch.encoder);
+    let cache = FeatureCache::open(cache_dir, branch.encoder.name(), width);
+    cached(cache, "text features", &keys, progress, |chunk| {
+        let captions: Vec<&str> = chunk.iter().map(|&i| samples[i].caption.as_str()).collect();
+        let tokens = tokens_of(text, &captions)?;
+        host_rows(encoder.encode(batch_of(text, &tokens, device)))
+    })
+}
+
+/// MiniLM's hidden states after `lower`'s layers for every caption, each `[tokens, hidden]`
+/// row-major (padding dropped).
+pub fn lower_states(
+    lower: &MiniLm,
+    text: &TextPreprocessor,
+    samples: &[Sample],
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<Vec<Vec<f32>>> {
+    progress.begin("caption states", samples.len());
+    let mut out = Vec::with_capacity(samples.len());
+    for chunk in samples.chunks(CHUNK) {
+        let captions: Vec<&str> = chunk.iter().map(|s| s.caption.as_str()).collect();
+        let tokens = tokens_of(text, &captions)?;
+        let lens: Vec<usize> = tokens.iter().map(|t| t.len).collect();
+        let states = lower.hidden_states(batch_of(text, &tokens, device)).states;
+        let [_, width, hidden] = states.dims();
+        let values = states
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| anyhow!("reading states: {e:?}"))?;
+        for (i, len) in lens.into_iter().enumerate() {
+            out.push(values[i * width * hidden..][..len * hidden].to_vec());
+        }
+        progress.advance(chunk.len(), None);
+    }
+    progress.finish();
+    Ok(out)
+}
+
+fn tokens_of(text: &TextPreprocessor, captions: &[&str]) -> Result<Vec<Tokens>> {
+    Ok(captions
+        .iter()
+        .map(|c| text.encode(c))
+        .collect::<mvsa_model::Result<_>>()?)
+}
+
+fn batch_of(text: &TextPreprocessor, tokens: &[Tokens], device: &Device) -> TokenBatch {
+    let rows = text.rows(&tokens.iter().collect::<Vec<_>>());
+    TokenBatch::new(rows.ids, rows.mask, rows.shape, device)
+}
+
+/// A `[rows, dim]` tensor as one `Vec` per row.
+fn host_rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
+    let [_, dim] = t.dims();
+    let values = t
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| anyhow!("reading features: {e:?}"))?;
+    Ok(values.chunks(dim).map(<[f32]>::to_vec).collect())
+}
+
+/// One feature row per key: from `cache` where it has the key, else computed by `encode`
+/// (given sample indices, a chunk at a time) and added to it.
+fn cached(
+    mut cache: FeatureCache,
+    what: &str,
+    keys: &[u64],
+    progress: &dyn Progress,
+    mut encode: impl FnMut(&[usize]) -> Result<Vec<Vec<f32>>>,
+) -> Result<Computed> {
+    let todo: Vec<usize> = (0..keys.len())
+        .filter(|&i| cache.get(keys[i]).is_none())
+        .collect();
+    progress.note(&format!(
+        "{what} ({}): {} cached, {} to compute",
+        cache.path().display(),
+        keys.len() - todo.len(),
+        todo.len()
+    ));
+    let started = Instant::now();
+    progress.begin(what, todo.len());
+    for (n, chunk) in todo.chunks(CHUNK).enumerate() {
+        for (&i, row) in chunk.iter().zip(encode(chunk)?) {
+            cache.insert(keys[i], row);
+        }
+        progress.advance(chunk.len(), None);
+        // Now and then, so an interrupted first run keeps most of its work.
+        if n % 20 == 19 {
+            cache.save()?;
+        }
+    }
+    progress.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    cache.save()?;
+    let rows = keys
+        .iter()
+        .map(|key| cache.get(*key).map(<[f32]>::to_vec))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| anyhow!("{}: a computed row went missing", cache.path().display()))?;
+    Ok(Computed {
+        rows,
+        computed: todo.len(),
+        seconds,
+    })
+}

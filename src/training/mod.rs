@@ -1,0 +1,39 @@
+//! Training: the run's config and regime ([`config`]), the stratified split ([`split`]), the
+//! frozen encoders' cached outputs ([`inputs`]), one generic epoch loop ([`fit`]) and one type
+//! per regime: [`scratch::Scratch`] (end to end, augmented), [`heads::Heads`] (heads on cached
+//! features), [`finetune::FineTune`] (heads plus MiniLM's top layers on cached lower states).
+//! Nothing here writes files; [`crate::trainer`] runs the stages and [`crate::report`] records
+//! them.
+
+pub mod config;
+pub mod finetune;
+pub mod fit;
+pub mod heads;
+pub mod inputs;
+pub mod scratch;
+pub mod split;
+
+use serde::{Deserialize, Serialize};
+
+pub use config::{Regime, Selection, TrainingConfig, TrainingOptions};
+
+/// One epoch of training, as `metrics.json` and the training curves record it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    pub val_macro_f1: f64,
+    pub seconds: f64,
+}
+
+/// How long the frozen encoders took over the pairs the feature cache lacked.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FeatureTiming {
+    pub pairs: usize,
+    pub image_computed: usize,
+    pub image_seconds: f64,
+    pub text_computed: usize,
+    pub text_seconds: f64,
+}
