@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Build the page's wasm module (crates/web) into pkg/ with wasm-pack (--target web, release).
+# Build the page's two wasm modules from crates/web into pkg/ with wasm-pack (--target web,
+# release): pkg/cpu (Burn's flex CPU backend: what the page loads first) and pkg/webgpu (the
+# `webgpu` feature: wgpu + CubeCL, fetched only where a hardware adapter exists). Both are
+# built with SIMD (.cargo/config.toml), stripped of their name section (wasm-strip), and checked
+# for relaxed-SIMD instructions, which Safari rejects.
+#
 # Installs what is missing first: the wasm32 target, wasm-bindgen-cli at exactly Cargo.lock's
-# wasm-bindgen version (so wasm-pack never tries to download one) and wasm-pack. wasm-opt is
-# switched off in crates/web/Cargo.toml, so binaryen is not needed.
+# wasm-bindgen version (so wasm-pack never tries to download one), wasm-pack, and Debian's wabt
+# (wasm-strip, wasm-objdump). wasm-opt is switched off in crates/web/Cargo.toml, so binaryen is
+# not needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -18,12 +24,34 @@ if ! command -v wasm-pack >/dev/null 2>&1; then
   step "cargo install wasm-pack"
   cargo install wasm-pack --locked --version 0.15.1 || cargo install wasm-pack --locked
 fi
+if ! command -v wasm-strip >/dev/null 2>&1 || ! command -v wasm-objdump >/dev/null 2>&1; then
+  step "apt-get install wabt"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wabt
+fi
 
-step "wasm-pack build --target web --release"
-# Flags (getrandom's browser backend, path remapping for identical bytes on any machine) come
-# from .cargo/config.toml; a RUSTFLAGS variable would replace them.
+# Flags (SIMD, getrandom's browser backend, path remapping for identical bytes on any machine)
+# come from .cargo/config.toml; a RUSTFLAGS variable would replace them.
 unset RUSTFLAGS
-# --out-dir is relative to the crate; --out-name keeps the file names the page imports.
-wasm-pack build crates/web --target web --release --out-dir ../../pkg --out-name mvsa_sentiment --no-pack
-rm -f pkg/.gitignore
-ls -l pkg
+
+build() { # <kind> [cargo options]
+  local kind="$1"
+  shift
+  step "wasm-pack build: pkg/$kind"
+  # --out-dir is relative to the crate; --out-name keeps the file names the page imports.
+  wasm-pack build crates/web --target web --release --out-dir "../../pkg/$kind" \
+    --out-name mvsa_sentiment --no-pack -- "$@"
+  rm -f "pkg/$kind/.gitignore"
+  local wasm="pkg/$kind/mvsa_sentiment_bg.wasm"
+  if wasm-objdump -d "$wasm" | grep -q -i "relaxed"; then
+    echo "error: $wasm uses relaxed-SIMD instructions, which Safari rejects" >&2
+    exit 1
+  fi
+  # Function names are for debuggers; they were a sixth of the module.
+  wasm-strip "$wasm"
+}
+
+rm -rf pkg
+build cpu
+build webgpu --features webgpu
+ls -l pkg/*

@@ -1,9 +1,12 @@
 // How the page is served and how Chromium is started, in one place for the page's end-to-end
 // test, the browser benchmark and `scripts/serve.sh` (through scripts/serve.mjs).
 import { createServer } from "node:http";
-import { readFileSync } from "node:fs";
+import { createReadStream, readFileSync } from "node:fs";
+import { stat } from "node:fs/promises";
 import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { lookup } from "mrmime";
 import sirv from "sirv";
 
 /** The repository root: what the server serves. */
@@ -16,22 +19,44 @@ export function models() {
 
 /**
  * Serve the repository on loopback. `port` 0 picks a free one. Files are read afresh on every
- * request (a rebuilt pkg/ or a retrained model shows up on reload).
+ * request (a rebuilt pkg/ or a retrained model shows up on reload). With `throttle`
+ * (bytes per second), files over 256 kB trickle out at that rate, as over a slow network.
  */
-export async function startServer({ port = 0, host = "127.0.0.1" } = {}) {
+export async function startServer({ port = 0, host = "127.0.0.1", throttle = 0 } = {}) {
   const files = sirv(root, { dev: true, dotfiles: false });
-  const server = createServer((req, res) =>
-    files(req, res, () => {
-      res.statusCode = 404;
-      res.end("not found");
-    }),
-  );
+  const notFound = (res) => {
+    res.statusCode = 404;
+    res.end("not found");
+  };
+  const server = createServer(async (req, res) => {
+    if (throttle && (await trickle(req, res, throttle))) return;
+    files(req, res, () => notFound(res));
+  });
   await new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, resolve);
   });
   const url = `http://${host}:${server.address().port}`;
   return { url, close: () => new Promise((resolve) => server.close(resolve)) };
+}
+
+// Send the file `req` asks for at `rate` bytes per second; false if it is not a large file.
+async function trickle(req, res, rate) {
+  const file = path.join(root, decodeURIComponent(new URL(req.url, "http://x").pathname));
+  if (!file.startsWith(root + path.sep)) return false;
+  const info = await stat(file).catch(() => null);
+  if (!info?.isFile() || info.size < 256 * 1024) return false;
+  res.writeHead(200, {
+    "content-length": info.size,
+    "content-type": lookup(file) ?? "application/octet-stream",
+    "cache-control": "no-store",
+  });
+  for await (const chunk of createReadStream(file, { highWaterMark: 64 * 1024 })) {
+    res.write(chunk);
+    await sleep((chunk.length / rate) * 1000);
+  }
+  res.end();
+  return true;
 }
 
 /**

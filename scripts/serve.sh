@@ -3,7 +3,7 @@
 # wasm module into pkg/ first if it is missing, and installs the static server (npm) once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -f pkg/mvsa_sentiment_bg.wasm ]; then
+if [ ! -f pkg/cpu/mvsa_sentiment_bg.wasm ] || [ ! -f pkg/webgpu/mvsa_sentiment_bg.wasm ]; then
   bash scripts/build-wasm.sh
 fi
 if [ ! -d node_modules/sirv ]; then

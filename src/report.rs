@@ -1,6 +1,6 @@
 //! `metrics.json`: what a training run measured and how it ran. One definition, written by the
-//! trainer, drawn by [`crate::plots`], read by the tests and (its headline numbers, through the
-//! manifest) by the page. Files written before the model folder's format 2 read as well: their
+//! trainer (with the pictures [`crate::plots`] draws of it), read by the tests and, its headline
+//! numbers through the page's `models.json`, by the page. Files written before the model folder's format 2 read as well: their
 //! `options` hold the same run settings beside model fields that now live in `config.json`.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +11,7 @@ use mvsa_model::metrics::Metrics;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Skipped;
+use crate::plots;
 use crate::training::{EpochLog, FeatureTiming, TrainingOptions};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -55,15 +56,27 @@ impl MetricsFile {
             .with_context(|| format!("cannot write {}", path.display()))
     }
 
-    /// The headline numbers the page shows for the model.
+    /// The headline numbers the page shows for the model: those of the folder as written
+    /// (f16 or int8 weights) where the trainer measured them, else the validation numbers.
     pub fn summary(&self) -> ValidationSummary {
+        let m = self.saved_model.as_ref().unwrap_or(&self.validation);
         ValidationSummary {
-            accuracy: self.validation.accuracy,
-            macro_f1: self.validation.macro_f1,
-            weighted_f1: self.validation.weighted_f1,
+            accuracy: m.accuracy,
+            macro_f1: m.macro_f1,
+            weighted_f1: m.weighted_f1,
             pairs: self.validation_pairs,
         }
     }
+}
+
+/// Write `metrics.json` and its pictures into the model folder `dir`, and list the folder in
+/// the page's `models.json` beside it when there is one.
+pub fn write(dir: &Path, metrics: &MetricsFile) -> Result<()> {
+    metrics.write(dir)?;
+    let curves = dir.join(folder::CURVES);
+    plots::training_curves(&metrics.history, metrics.best_epoch, &curves)?;
+    plots::confusion_matrix(&metrics.validation, &dir.join(folder::CONFUSION))?;
+    register_if_listed(dir)
 }
 
 /// Where the page's list of models beside `dir` would be.

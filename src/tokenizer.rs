@@ -151,20 +151,24 @@ mod tests {
         let tokens = text
             .encode("I LOVE #nyc https://t.co/Z9 @Someone 😀")
             .unwrap();
-        assert_eq!(tokens.ids.len(), 12);
-        let pieces: Vec<String> = tokens.ids[..tokens.len]
+        let pieces: Vec<String> = tokens
+            .ids
             .iter()
             .map(|&id| text.tokenizer().id_to_token(id).unwrap())
             .collect();
-        assert_eq!(tokens.len, 7, "{pieces:?}");
-        assert!(tokens.ids[tokens.len..].iter().all(|&id| id == 0));
-        let decoded = text.decode(&tokens.ids[..tokens.len]).unwrap();
+        assert_eq!(tokens.len(), 7, "{pieces:?}");
+        // A batch pads to the LSTM's 12 steps with [PAD] (id 0), masked out.
+        let rows = text.rows(&[&tokens]);
+        assert_eq!(rows.shape, [1, 12]);
+        assert!(rows.ids[7..].iter().all(|&id| id == 0));
+        assert_eq!(rows.mask.iter().sum::<f32>(), 7.0);
+        let decoded = text.decode(&tokens.ids).unwrap();
         assert_eq!(decoded, "i love # nyc xxurl xxuser 😀");
 
         // Truncation at max_len, and an empty caption is all padding.
         let long = "love ".repeat(40);
-        assert_eq!(text.encode(&long).unwrap().len, 12);
-        assert_eq!(text.encode("").unwrap().len, 0);
+        assert_eq!(text.encode(&long).unwrap().len(), 12);
+        assert!(text.encode("").unwrap().is_empty());
         assert!(matches!(text.validate("  "), Err(Error::EmptyCaption)));
         assert!(matches!(
             text.validate(&"x".repeat(100_000)),

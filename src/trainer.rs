@@ -8,7 +8,8 @@ use anyhow::{Context, Result, ensure};
 use burn::module::Module;
 use burn::prelude::Device;
 use mvsa_model::config::TextEncoderConfig;
-use mvsa_model::folder::{self, ModelFiles};
+use mvsa_model::folder::ModelFiles;
+use mvsa_model::metrics::Metrics;
 use mvsa_model::model::SentimentModel;
 use mvsa_model::preprocess::{ImagePreprocessor, TextPreprocessor};
 use mvsa_model::{Classifier, ModelConfig, Prepared};
@@ -17,13 +18,13 @@ use crate::data::{self, LabFolder, Sample, Skipped};
 use crate::pretrained::EncoderFiles;
 use crate::progress::Progress;
 use crate::report::{self, MetricsFile};
+use crate::tokenizer;
 use crate::training::finetune::{FineTune, States};
 use crate::training::fit::{self, Evaluation, Labelled};
 use crate::training::heads::{Features, Heads};
 use crate::training::scratch::Scratch;
 use crate::training::split::{stratified_split, stratified_subset};
 use crate::training::{EpochLog, FeatureTiming, Regime, TrainingConfig, inputs};
-use crate::{plots, tokenizer};
 
 pub struct Trainer<'a> {
     pub config: TrainingConfig,
@@ -69,7 +70,21 @@ impl Trainer<'_> {
         };
         self.write_folder(out_dir, &config, text.as_ref(), &trained)?;
         let saved = self.evaluate_folder(out_dir, &data)?;
-        let metrics = MetricsFile {
+        let metrics = self.metrics(data_dir, data, trained, saved, started);
+        report::write(out_dir, &metrics)?;
+        Ok(metrics)
+    }
+
+    /// What the run measured, as `metrics.json` records it.
+    fn metrics(
+        &self,
+        data_dir: &Path,
+        data: Dataset,
+        trained: Trained,
+        saved: Metrics,
+        started: Instant,
+    ) -> MetricsFile {
+        MetricsFile {
             validation: trained.evaluation.fused,
             image_branch: trained.evaluation.image,
             text_branch: trained.evaluation.text,
@@ -84,16 +99,7 @@ impl Trainer<'_> {
             history: trained.history,
             options: self.config.options.clone(),
             data: data_dir.display().to_string(),
-        };
-        metrics.write(out_dir)?;
-        plots::training_curves(
-            &metrics.history,
-            metrics.best_epoch,
-            &out_dir.join(folder::CURVES),
-        )?;
-        plots::confusion_matrix(&metrics.validation, &out_dir.join(folder::CONFUSION))?;
-        report::register_if_listed(out_dir)?;
-        Ok(metrics)
+        }
     }
 
     /// Read the labelled pairs (a stratified subset with `limit`) and split them.
@@ -348,7 +354,7 @@ impl Trainer<'_> {
         })
     }
 
-    /// Weights (f16 when asked), config and tokenizer into `out_dir`.
+    /// Weights (in the format the options ask for), config and tokenizer into `out_dir`.
     fn write_folder(
         &self,
         out_dir: &Path,
@@ -356,12 +362,7 @@ impl Trainer<'_> {
         text: Option<&TextPreprocessor>,
         trained: &Trained,
     ) -> Result<()> {
-        let model = trained.model.clone();
-        let model = if self.config.options.half_precision {
-            model.to_half()
-        } else {
-            model
-        };
+        let model = trained.model.clone().stored_as(self.config.options.weights);
         let weights = model
             .into_record()
             .into_bytes()
@@ -388,7 +389,7 @@ impl Trainer<'_> {
 
     /// Load the folder just written and classify the validation pairs end to end, with the
     /// classifier the page and `predict` use.
-    fn evaluate_folder(&self, dir: &Path, data: &Dataset) -> Result<mvsa_model::metrics::Metrics> {
+    fn evaluate_folder(&self, dir: &Path, data: &Dataset) -> Result<Metrics> {
         let classifier = Classifier::load(dir, &self.device)?;
         let images = classifier.image_preprocessor();
         let valid: Vec<&Sample> = data.valid_samples().collect();

@@ -15,7 +15,10 @@ use support::{arg, bin, copy_fixture, fixture, predict, read_json, train, train_
 /// The training loss of each epoch.
 fn losses(metrics: &Value) -> Vec<f64> {
     let history = metrics["history"].as_array().unwrap();
-    history.iter().map(|h| h["train_loss"].as_f64().unwrap()).collect()
+    history
+        .iter()
+        .map(|h| h["train_loss"].as_f64().unwrap())
+        .collect()
 }
 
 #[test]
@@ -144,9 +147,9 @@ fn predict_writes_the_lab_format_and_single_pairs_as_json() {
 
 /// The default: pretrained encoders (fetched by `scripts/fetch-encoders.sh`), MobileNetV2's
 /// features cached, MiniLM's top layers fine-tuned on states of the lower ones, weights stored
-/// in f16; and heads alone on cached features of both encoders.
+/// in int8; and heads alone on cached features of both encoders.
 #[test]
-fn train_with_pretrained_encoders_caches_features_and_stores_f16() {
+fn train_with_pretrained_encoders_caches_features_and_stores_int8() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("features");
     let run = |out: &Path, extra: &[&str]| {
@@ -168,19 +171,20 @@ fn train_with_pretrained_encoders_caches_features_and_stores_f16() {
     assert_eq!(first["features"]["image_computed"], 12);
     assert_eq!(first["features"]["text_computed"], 0);
     assert!(cache.join("mobilenet-v2.safetensors").is_file());
-    // The second run finds every picture's features in the cache and trains the same model.
-    let second = run(&b, &[]);
+    // The second run finds every picture's features in the cache and trains the same model
+    // (stored in f32 this time).
+    let second = run(&b, &["--weights", "f32"]);
     assert_eq!(second["features"]["image_computed"], 0);
     assert_eq!(second["validation"], first["validation"]);
     assert_eq!(losses(&second), losses(&first));
     // Heads alone read both encoders' features, MiniLM's computed once.
-    let heads = run(&c, &["--finetune-layers", "0"]);
+    let heads = run(&c, &["--finetune-layers", "0", "--weights", "f32"]);
     assert_eq!(heads["features"]["image_computed"], 0);
     assert_eq!(heads["features"]["text_computed"], 12);
     assert!(cache.join("minilm-l6.safetensors").is_file());
-    for (folder, metrics) in [(&a, &first), (&c, &heads)] {
-        // The written folder, reloaded with its f16 weights and run end to end, agrees with
-        // the validation numbers computed in training, in f32.
+    for (folder, metrics) in [(&a, &first), (&b, &second), (&c, &heads)] {
+        // The written folder, reloaded and run end to end, agrees with the validation numbers
+        // computed in training, in f32.
         assert_eq!(
             metrics["saved_model"]["confusion"],
             metrics["validation"]["confusion"]
@@ -191,10 +195,20 @@ fn train_with_pretrained_encoders_caches_features_and_stores_f16() {
         assert_eq!(config["text"]["encoder"]["kind"], "minilm-l6");
         assert_eq!(config["text"]["encoder"]["num_hidden_layers"], 6);
         assert_eq!(config["image"]["preprocess"]["size"], 224);
-        // f16: about 2 bytes for each of MiniLM's 22.7 M and MobileNetV2's 2.2 M parameters.
-        let bytes = std::fs::metadata(folder.join("model.bpk")).unwrap().len();
-        assert!((45_000_000..60_000_000).contains(&bytes), "{bytes} bytes");
     }
+    // About a byte for each of MiniLM's 22.7 M and MobileNetV2's 2.2 M parameters in int8,
+    // four in f32.
+    let bytes = |folder: &Path| std::fs::metadata(folder.join("model.bpk")).unwrap().len();
+    assert!(
+        (24_000_000..32_000_000).contains(&bytes(&a)),
+        "{} bytes",
+        bytes(&a)
+    );
+    assert!(
+        (95_000_000..110_000_000).contains(&bytes(&b)),
+        "{} bytes",
+        bytes(&b)
+    );
     // Fine-tuning trained MiniLM's top layers and only them: against the heads-only folder
     // (MiniLM frozen), the top layer moved and the lowest did not.
     let weights = |folder: &Path, name: &str| {
@@ -204,8 +218,8 @@ fn train_with_pretrained_encoders_caches_features_and_stores_f16() {
         tensor.to_bytes().unwrap().to_vec()
     };
     let layer = |n: usize| format!("text.encoder.Pretrained.encoder.layer.{n}.intermediate.weight");
-    assert_ne!(weights(&a, &layer(5)), weights(&c, &layer(5)));
-    assert_eq!(weights(&a, &layer(0)), weights(&c, &layer(0)));
+    assert_ne!(weights(&b, &layer(5)), weights(&c, &layer(5)));
+    assert_eq!(weights(&b, &layer(0)), weights(&c, &layer(0)));
     // And `predict` runs the folder end to end.
     predict(&a)
         .args(["--image", arg(&fixture().join("data/4066.jpg"))])
@@ -328,7 +342,10 @@ fn register_upgrades_an_older_folder_and_lists_it_for_the_page() {
     let www = dir.path().join("www");
     let folder = www.join("old");
     train_small(&fixture(), &folder, 1, 3).assert().success();
-    assert!(!www.join("models.json").exists(), "no manifest, nothing listed");
+    assert!(
+        !www.join("models.json").exists(),
+        "no manifest, nothing listed"
+    );
     // config.json as the first versions wrote it: flat, without a format.
     let config = read_json(&folder.join("config.json"));
     let (image, text) = (&config["image"], &config["text"]);
@@ -347,25 +364,44 @@ fn register_upgrades_an_older_folder_and_lists_it_for_the_page() {
         "fusion_hidden": config["fusion_hidden"], "dropout": config["dropout"],
     });
     std::fs::write(folder.join("config.json"), flat.to_string()).unwrap();
-    predict(&folder).args(["--text", "hello"]).assert().success();
+    predict(&folder)
+        .args(["--text", "hello"])
+        .assert()
+        .success();
 
-    bin("train").args(["--register", arg(&folder)]).assert().success();
-    assert_eq!(read_json(&folder.join("config.json")), config, "upgraded to the current format");
+    bin("train")
+        .args(["--register", arg(&folder)])
+        .assert()
+        .success();
+    assert_eq!(
+        read_json(&folder.join("config.json")),
+        config,
+        "upgraded to the current format"
+    );
     let entry = |www: &Path| read_json(&www.join("models.json"))["models"][0].clone();
     let listed = entry(&www);
     assert_eq!(listed["id"], "old");
     let weights = std::fs::metadata(folder.join("model.bpk")).unwrap().len();
     assert_eq!(listed["files"]["model.bpk"], weights);
     let metrics = read_json(&folder.join("metrics.json"));
-    assert_eq!(listed["validation"]["accuracy"], metrics["validation"]["accuracy"]);
+    assert_eq!(
+        listed["validation"]["accuracy"],
+        metrics["validation"]["accuracy"]
+    );
     // Retraining a listed folder updates its entry (here, one made stale by hand).
     let stale = std::fs::read_to_string(www.join("models.json")).unwrap();
     let stale = stale.replace("\"pairs\": 3", "\"pairs\": 999");
     std::fs::write(www.join("models.json"), stale).unwrap();
     train_small(&fixture(), &folder, 2, 4).assert().success();
     let metrics = read_json(&folder.join("metrics.json"));
-    assert_eq!(entry(&www)["validation"]["pairs"], metrics["validation_pairs"]);
-    assert_eq!(entry(&www)["validation"]["macro_f1"], metrics["validation"]["macro_f1"]);
+    assert_eq!(
+        entry(&www)["validation"]["pairs"],
+        metrics["validation_pairs"]
+    );
+    assert_eq!(
+        entry(&www)["validation"]["macro_f1"],
+        metrics["validation"]["macro_f1"]
+    );
 }
 
 #[test]

@@ -1,16 +1,47 @@
-// Wires the page to the wasm module. Decoding, resizing, tokenising and the model all run in
-// Rust (pkg/); this file only moves bytes and text between the DOM and `WebClassifier`.
-import init, { WebClassifier } from "../pkg/mvsa_sentiment.js";
+// Wires the page to the worker (worker.js), which hosts the wasm module: decoding, resizing,
+// tokenising and the model all run in Rust (pkg/), off the main thread. This file only moves
+// bytes and text between the DOM and the worker.
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const backendChoice = params.get("backend") ?? "auto";
 let models = []; // www/models.json: what each model is, costs and scores
-let modelUrl = null;
-let classifier = null;
+let current = null; // the manifest entry of the model answering now
+let ready = false; // whether a model is loaded
 let loading = 0; // generation of the newest load, so a slow earlier one cannot win
+let asking = 0; // generation of the newest classification: only its answer is shown
 let imageBytes = null;
 let previewUrl = null;
+
+// The worker and its requests: each gets an id; progress comes back with it.
+const worker = new Worker(new URL("worker.js", import.meta.url), { type: "module" });
+const pending = new Map();
+let nextId = 0;
+
+function request(type, payload = {}, onProgress = null) {
+  const id = ++nextId;
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject, onProgress });
+    worker.postMessage({ id, type, ...payload });
+  });
+}
+
+worker.onmessage = ({ data }) => {
+  if (data.type === "backend") return showBackend(data.backend);
+  const waiting = pending.get(data.id);
+  if (!waiting) return;
+  if (data.type === "progress") return waiting.onProgress?.(data);
+  pending.delete(data.id);
+  if (data.type === "error") waiting.reject(new Error(data.message));
+  else waiting.resolve(data);
+};
+
+worker.onerror = (e) => {
+  e.preventDefault();
+  showError(`The page's worker stopped: ${e.message ?? "it could not start"}`);
+  for (const waiting of pending.values()) waiting.reject(new Error("the worker stopped"));
+  pending.clear();
+};
 
 function showError(message) {
   $("error").textContent = message;
@@ -27,7 +58,23 @@ function message(e) {
 
 function updateButton() {
   const caption = $("caption").value.trim();
-  $("classify").disabled = !classifier || (!imageBytes && !caption);
+  const busy = document.body.dataset.busy === "true";
+  $("classify").disabled = busy || !ready || (!imageBytes && !caption);
+}
+
+function setBusy(busy) {
+  document.body.dataset.busy = String(busy);
+  $("classify").textContent = busy ? "Classifying…" : "Classify";
+  $("result").setAttribute("aria-busy", String(busy));
+  updateButton();
+}
+
+function showBackend(backend) {
+  const badge = $("backend");
+  badge.textContent = backend === "webgpu" ? "WebGPU" : "CPU (wasm)";
+  badge.classList.remove("webgpu", "cpu");
+  badge.classList.add(backend);
+  document.body.dataset.backend = backend;
 }
 
 async function setImage(blob) {
@@ -76,10 +123,14 @@ function bars(id, labels, probs) {
 
 async function classify() {
   clearError();
+  const generation = ++asking;
   const caption = $("caption").value;
-  $("classify").disabled = true;
+  setBusy(true);
   try {
-    const r = await classifier.classify(imageBytes, caption.trim() ? caption : undefined);
+    // A copy goes to the worker; the page keeps its picture for the next question.
+    const image = imageBytes ? imageBytes.slice().buffer : null;
+    const r = await request("classify", { image, caption: caption.trim() ? caption : null });
+    if (generation !== asking) return;
     $("label").textContent = r.label;
     bars("fused", r.labels, r.fused);
     bars("image", r.labels, r.image);
@@ -87,11 +138,12 @@ async function classify() {
     $("timing").textContent = `${r.ms.toFixed(1)} ms on ${r.backend === "webgpu" ? "WebGPU" : "the CPU (wasm)"}`;
     $("result").hidden = false;
   } catch (e) {
+    if (generation !== asking) return;
     // The message replaces the previous answer, which described other input.
     $("result").hidden = true;
     showError(message(e));
   } finally {
-    updateButton();
+    if (generation === asking) setBusy(false);
   }
 }
 
@@ -110,7 +162,7 @@ async function loadSamples() {
         await setImage(await (await fetch(url)).blob());
         $("caption").value = s.caption;
         updateButton();
-        if (classifier) await classify();
+        if (ready) await classify();
       });
       $("sample-list").append(button);
     }
@@ -182,45 +234,53 @@ function wire() {
   $("model").addEventListener("change", () => loadModel($("model").value));
 }
 
+const STAGES = {
+  engine: "Downloading the engine",
+  model: "Downloading the model",
+  preparing: "Preparing the model",
+  warming: "Warming up",
+};
+
+function showProgress({ stage, loaded, total, fromCache }) {
+  $("progress-label").textContent = STAGES[stage] ?? stage;
+  if (total) {
+    $("progress").value = loaded / total;
+    const cached = fromCache ? " (from cache)" : "";
+    $("progress-text").textContent = `${megabytes(loaded)} of ${megabytes(total)}${cached}`;
+  } else {
+    $("progress").removeAttribute("value"); // indeterminate while preparing
+    $("progress-text").textContent = "";
+  }
+}
+
 // Load (or switch to) the model `id` of the manifest; the previous model keeps answering until
 // the new one is ready, and stays if the new one fails.
 async function loadModel(id) {
   const generation = ++loading;
   const model = models.find((m) => m.id === id);
-  const url = new URL(`${id}/`, import.meta.url).href;
+  const base = new URL(`${id}/`, import.meta.url).href;
   clearError();
   $("loader").hidden = false;
-  $("progress").value = 0;
-  $("progress-text").textContent = "";
+  showProgress({ stage: "model", loaded: 0, total: downloadBytes(model) });
   showMetrics(model);
   try {
     const started = performance.now();
-    const next = await WebClassifier.load(url, backendChoice, (loaded, total) => {
-      if (generation !== loading) return;
-      $("progress").value = total ? loaded / total : 0;
-      $("progress-text").textContent = total
-        ? `${(loaded / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`
-        : `${(loaded / 1e6).toFixed(1)} MB`;
+    const loaded = await request("load", { base, model, backend: backendChoice }, (p) => {
+      if (generation === loading) showProgress(p);
     });
-    if (generation !== loading) {
-      next.free();
-      return;
-    }
-    classifier?.free();
-    classifier = next;
-    modelUrl = url;
-    const badge = $("backend");
-    badge.textContent = classifier.backend === "webgpu" ? "WebGPU" : "CPU (wasm)";
-    badge.classList.remove("webgpu", "cpu");
-    badge.classList.add(classifier.backend);
+    if (generation !== loading) return;
+    current = model;
+    ready = true;
+    showBackend(loaded.backend);
     $("result").hidden = true;
+    document.body.dataset.fromCache = String(loaded.fromCache);
     document.body.dataset.ready = String(performance.now() - started);
+    document.body.dataset.readyAt = String(performance.now()); // since navigation
     document.body.dataset.model = id;
   } catch (e) {
     if (generation !== loading) return;
-    if (!classifier) $("backend").textContent = "not loaded";
+    if (!ready) $("backend").textContent = "not loaded";
     showError(`The model could not be loaded: ${message(e)}`);
-    const current = models.find((m) => new URL(`${m.id}/`, import.meta.url).href === modelUrl);
     if (current) showMetrics(current);
   } finally {
     if (generation === loading) $("loader").hidden = true;
@@ -232,7 +292,7 @@ async function main() {
   wire();
   loadSamples();
   try {
-    await Promise.all([init(), loadManifest()]);
+    await loadManifest();
   } catch (e) {
     $("backend").textContent = "not loaded";
     showError(`The page could not start: ${message(e)}`);

@@ -87,18 +87,20 @@ fn training(args: &Args) -> Result<()> {
     let metrics = trainer.run(&args.data, out.path())?;
     let total = started.elapsed().as_secs_f64();
     if let Some(f) = &metrics.features {
-        println!(
-            "features: {} pairs; image encoder {} ({} computed) {:.1} s = {:.1} pairs/s; text encoder {} ({} computed) {:.1} s = {:.1} pairs/s",
-            f.pairs,
-            image_name,
-            f.image_computed,
-            f.image_seconds,
-            f.image_computed as f64 / f.image_seconds.max(1e-9),
-            text_name,
-            f.text_computed,
-            f.text_seconds,
-            f.text_computed as f64 / f.text_seconds.max(1e-9),
-        );
+        for (name, computed, seconds) in [
+            (image_name, f.image_computed, f.image_seconds),
+            (text_name, f.text_computed, f.text_seconds),
+        ] {
+            // Fine-tuning reads MiniLM's lower-layer states, computed every run, not its cached
+            // features: nothing to time then.
+            if computed > 0 {
+                println!(
+                    "features: {name}, {computed} of {} pairs computed in {seconds:.1} s = {:.1} pairs/s",
+                    f.pairs,
+                    computed as f64 / seconds.max(1e-9)
+                );
+            }
+        }
     }
     let epochs: Vec<f64> = metrics.history.iter().map(|h| h.seconds).collect();
     let per_epoch = epochs.iter().sum::<f64>() / epochs.len() as f64;

@@ -84,14 +84,14 @@ fn run(args: Args) -> Result<()> {
         image: image.as_deref(),
         caption: caption.as_deref(),
     };
-    let mut predictions = classifier
+    let predictions = classifier
         .classify(&[pair])
         .with_context(|| match &args.image {
             Some(path) => format!("cannot classify {}", path.display()),
             None => "cannot classify the caption".to_string(),
         })?;
-    let prediction = predictions.remove(0);
-    println!("{}", serde_json::to_string_pretty(&to_json(&prediction))?);
+    let prediction = predictions.first().context("no prediction came back")?;
+    println!("{}", serde_json::to_string_pretty(&to_json(prediction))?);
     Ok(())
 }
 

@@ -13,6 +13,7 @@ use mvsa_sentiment::cli::{self, Bars};
 use mvsa_sentiment::pretrained::EncoderFiles;
 use mvsa_sentiment::progress::{Progress, Quiet};
 use mvsa_sentiment::report::{self, MetricsFile};
+use mvsa_sentiment::training::config::WeightFormat;
 use mvsa_sentiment::training::{Selection, TrainingConfig, TrainingOptions, config as presets};
 
 /// Train the image + caption sentiment model on a folder in the MVSA course-lab layout
@@ -95,9 +96,10 @@ struct Args {
     /// Adam learning rate of the fine-tuned MiniLM layers.
     #[arg(long)]
     finetune_lr: Option<f64>,
-    /// Store the weights in f32 rather than f16.
-    #[arg(long)]
-    full_precision: bool,
+    /// How the model folder stores the weights: f32, f16 or int8 (blocks of 32 with an f16
+    /// scale); the model computes in f32 either way.
+    #[arg(long, value_enum)]
+    weights: Option<Weights>,
     /// Folder of the pretrained encoders' original files (scripts/fetch-encoders.sh).
     #[arg(long, env = "MVSA_ENCODERS", default_value_os_t = cli::cache_dir("encoders"))]
     encoders: PathBuf,
@@ -131,6 +133,13 @@ enum ImageEncoder {
 enum TextEncoder {
     MinilmL6,
     Scratch,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Weights {
+    F32,
+    F16,
+    Int8,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -229,7 +238,12 @@ fn options(args: &Args, model: &ModelConfig) -> TrainingOptions {
         class_weight_power: args.class_weight_power.unwrap_or(preset.class_weight_power),
         branch_loss_weight: args.branch_loss_weight.unwrap_or(preset.branch_loss_weight),
         word_dropout: args.word_dropout.unwrap_or(preset.word_dropout),
-        half_precision: preset.half_precision && !args.full_precision,
+        weights: match args.weights {
+            Some(Weights::F32) => WeightFormat::F32,
+            Some(Weights::F16) => WeightFormat::F16,
+            Some(Weights::Int8) => WeightFormat::Int8,
+            None => preset.weights,
+        },
     }
 }
 
@@ -289,8 +303,6 @@ fn presets_help() -> String {
     help += &row("--class-weight-power", |o| o.class_weight_power.to_string());
     help += &row("--branch-loss-weight", |o| o.branch_loss_weight.to_string());
     help += &row("--word-dropout", |o| o.word_dropout.to_string());
-    help += &row("weights", |o| {
-        if o.half_precision { "f16" } else { "f32" }.to_string()
-    });
+    help += &row("--weights", |o| format!("{:?}", o.weights).to_lowercase());
     help
 }

@@ -146,12 +146,22 @@ mod tests {
         };
         let config = ModelConfig::new(None, Some(TextBranchConfig::minilm(shape.clone())));
         let device = Device::flex();
-        let regime = FineTune::new(&config, None, MiniLm::new(&shape, &device), 1, 1e-4, &device);
+        let regime = FineTune::new(
+            &config,
+            None,
+            MiniLm::new(&shape, &device),
+            1,
+            1e-4,
+            &device,
+        );
         let autodiff = device.clone().autodiff();
         let model = regime.init(&autodiff).unwrap();
         let examples: Vec<Labelled<States>> = (0..2)
             .map(|i| Labelled {
-                input: States { image: None, states: vec![0.1 * i as f32 + 0.3; 3 * 8] },
+                input: States {
+                    image: None,
+                    states: vec![0.1 * i as f32 + 0.3; 3 * 8],
+                },
                 label: i,
             })
             .collect();

@@ -96,7 +96,7 @@ pub fn lower_states(
     for chunk in samples.chunks(CHUNK) {
         let captions: Vec<&str> = chunk.iter().map(|s| s.caption.as_str()).collect();
         let tokens = tokens_of(text, &captions)?;
-        let lens: Vec<usize> = tokens.iter().map(|t| t.len).collect();
+        let lens: Vec<usize> = tokens.iter().map(Tokens::len).collect();
         let states = lower.hidden_states(batch_of(text, &tokens, device)).states;
         let [_, width, hidden] = states.dims();
         let values = states

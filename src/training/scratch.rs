@@ -119,7 +119,7 @@ impl Regime for Scratch {
                 .collect();
             if let Some(rng) = augment {
                 for t in &mut tokens {
-                    for id in &mut t.ids[..t.len] {
+                    for id in &mut t.ids {
                         if rng.random_bool(self.word_dropout) {
                             *id = self.unk;
                         }

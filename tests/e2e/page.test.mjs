@@ -56,9 +56,12 @@ for (const backend of ["cpu", "auto", "webgpu"]) {
     assert.ok(["WebGPU", "CPU (wasm)"].includes(badge), badge);
     if (backend === "cpu") assert.equal(badge, "CPU (wasm)");
     if (backend === "webgpu") assert.equal(badge, "WebGPU");
-    // `auto` leaves a software adapter (SwiftShader here) for the faster CPU backend.
+    // `auto` leaves a software adapter (SwiftShader here) for the faster CPU backend; on a
+    // hardware adapter it starts on the CPU and WebGPU takes over once warmed up.
     if (backend === "auto" && fallback !== false) assert.equal(badge, "CPU (wasm)");
-    if (backend === "auto" && fallback === false) assert.equal(badge, "WebGPU");
+    if (backend === "auto" && fallback === false) {
+      await page.waitForSelector('body[data-backend="webgpu"]', { timeout: 120_000 });
+    }
     console.log(`backend=${backend}: the page runs on ${badge}`);
 
     await page.setInputFiles("#file", fixture("4066.jpg"));
@@ -130,4 +133,78 @@ test("the wasm tests start Chromium with the same flags", () => {
   const webdriver = JSON.parse(readFileSync(path.join(root, "crates/web/webdriver.json"), "utf8"));
   const args = webdriver["goog:chromeOptions"].args;
   assert.deepEqual(args, chromiumArgs.filter((a) => a !== "--no-sandbox"));
+});
+
+test("the main thread keeps drawing while the worker loads and classifies", { timeout: 300_000 }, async () => {
+  const page = await browser.newPage();
+  // Count animation frames and long main-thread tasks from the first script on.
+  await page.addInitScript(() => {
+    window.frames_ = 0;
+    window.longTasks = [];
+    const tick = () => {
+      window.frames_ += 1;
+      requestAnimationFrame(tick);
+    };
+    requestAnimationFrame(tick);
+    new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) window.longTasks.push(entry.duration);
+    }).observe({ type: "longtask", buffered: true });
+  });
+  await page.goto(`${base}/index.html?backend=cpu`);
+  await page.waitForSelector("body[data-ready]", { timeout: 120_000 });
+  await page.setInputFiles("#file", fixture("4066.jpg"));
+  await page.fill("#caption", "Such a happy sunny day with friends #love");
+  const before = await page.evaluate(() => window.frames_);
+  await page.click("#classify");
+  // Busy while the worker works: the button says so and cannot be pressed twice.
+  assert.equal(await page.locator("#classify").textContent(), "Classifying…");
+  assert.ok(await page.locator("#classify").isDisabled());
+  await readResult(page);
+  const after = await page.evaluate(() => window.frames_);
+  assert.ok(after > before, `no frame drawn during the classification (${before} → ${after})`);
+  assert.equal(await page.locator("#classify").textContent(), "Classify");
+  const longTasks = await page.evaluate(() => window.longTasks);
+  console.log(`frames during one classification: ${after - before}; long main-thread tasks: ${JSON.stringify(longTasks.map(Math.round))}`);
+  assert.ok(longTasks.every((ms) => ms < 200), `main-thread tasks of ${longTasks} ms`);
+  await page.close();
+});
+
+test("downloads show progress, come from the cache the second time, and old caches go", { timeout: 300_000 }, async () => {
+  // The small model through a server that sends 1 MB a second.
+  const slow = await startServer({ throttle: 1_000_000 });
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  try {
+    // Caches of an older version of this model, and of the first versions of the page, made
+    // on the page's origin before the page opens.
+    await page.goto(`${slow.url}/not-the-page`);
+    await page.evaluate(async () => {
+      await (await caches.open("mvsa:model-small:0000000000000000")).put("/x", new Response("old"));
+      await (await caches.open("mvsa-model-0123456789abcdef")).put("/x", new Response("old"));
+    });
+    await page.goto(`${slow.url}/index.html?backend=cpu&model=small`);
+    const seen = new Set();
+    while (!(await page.locator("body[data-ready]").count())) {
+      const value = await page.locator("#progress").evaluate((p) => (p.hasAttribute("value") ? p.value : null));
+      if (value !== null && value > 0 && value < 1) seen.add(value.toFixed(3));
+      await page.waitForTimeout(100);
+    }
+    assert.ok(seen.size >= 3, `the bar moved through ${[...seen]}`);
+    assert.equal(await page.locator("body").getAttribute("data-from-cache"), "false");
+    const names = await page.evaluate(() => caches.keys());
+    assert.ok(!names.includes("mvsa:model-small:0000000000000000"), String(names));
+    assert.ok(!names.includes("mvsa-model-0123456789abcdef"), String(names));
+    assert.equal(names.filter((n) => n.startsWith("mvsa:model-small:")).length, 1, String(names));
+
+    await page.reload();
+    await page.waitForSelector("body[data-ready]", { timeout: 120_000 });
+    assert.equal(await page.locator("body").getAttribute("data-from-cache"), "true");
+    await page.setInputFiles("#file", fixture("4066.jpg"));
+    await page.click("#classify");
+    const { probs } = await readResult(page);
+    assert.equal(probs.length, 3);
+  } finally {
+    await context.close();
+    await slow.close();
+  }
 });

@@ -62,14 +62,18 @@ impl Classifier {
             }
             (None, _) => None,
         };
-        // Weights may be stored in half precision; the model computes in f32.
+        // Weights may be stored in f16 or int8; the model computes in f32. They are loaded and
+        // turned into f32 on the CPU, where every storage format has a kernel (WebGPU has none
+        // for 8-bit values), then moved to `device`.
         let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights))
             .map_err(|e| Error::Weights(e.to_string()))?
             .cast_to_module_dtype();
         let model = config
-            .init(device)
+            .init(&Device::flex())
             .try_load_record(record)
-            .map_err(|e| Error::Weights(e.to_string()))?;
+            .map_err(|e| Error::Weights(e.to_string()))?
+            .dequantized()
+            .to_device(device);
         Ok(Self::from_model(config, model, text, device))
     }
 
@@ -195,6 +199,13 @@ impl Classifier {
 
     /// Run the model on pairs that all carry the same parts.
     fn forward(&self, batch: &[&Prepared]) -> Result<PendingScores> {
+        let (images, tokens) = self.inputs(batch);
+        Ok(self.model.forward(images, tokens)?.probabilities())
+    }
+
+    /// The model's input tensors for pairs that all carry the same parts (a part some pair
+    /// lacks is left out).
+    pub fn inputs(&self, batch: &[&Prepared]) -> (Option<Tensor<4>>, Option<TokenBatch>) {
         let images = match (&self.image, batch.iter().all(|p| p.image.is_some())) {
             (Some(pre), true) => {
                 let pixels = batch.iter().flat_map(|p| p.image.iter().flatten().copied());
@@ -221,7 +232,7 @@ impl Classifier {
             }
             _ => None,
         };
-        Ok(self.model.forward(images, tokens)?.probabilities())
+        (images, tokens)
     }
 
     /// Scores of each group back in batch order, as labelled predictions.

@@ -149,11 +149,20 @@ impl ImagePreprocessor {
 // ---------------------------------------------------------------------------------------------
 // Text
 
-/// Token ids of one caption, padded to `max_len`, and how many of them are real.
+/// Token ids of one caption, at its own length (at most `max_len`); batches pad them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tokens {
     pub ids: Vec<u32>,
-    pub len: usize,
+}
+
+impl Tokens {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
 }
 
 /// Token ids and their 1/0 mask for a batch, row-major `[batch, width]`: what the model's token
@@ -222,35 +231,36 @@ impl TextPreprocessor {
         Ok(())
     }
 
-    /// Token ids truncated and padded to `max_len`. An empty caption (a tweet that was only
-    /// whitespace) gives all padding and `len` 0; the model's pooling copes with that.
+    /// Token ids, truncated to `max_len`. An empty caption (a tweet that was only whitespace)
+    /// gives no tokens; batches pad it and the model's pooling copes with that.
     pub fn encode(&self, caption: &str) -> Result<Tokens> {
-        let settings = &self.config.preprocess;
         let encoding = self
             .tokenizer
             .encode(caption, self.config.pretrained())
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         let mut ids: Vec<u32> = encoding.get_ids().to_vec();
-        ids.truncate(settings.max_len);
-        let len = ids.len();
-        ids.resize(settings.max_len, settings.pad_id);
-        Ok(Tokens { ids, len })
+        ids.truncate(self.config.preprocess.max_len);
+        Ok(Tokens { ids })
     }
 
-    /// Stack captions into `[batch, width]` ids and mask. The LSTM always reads `max_len`
-    /// steps; a transformer only the batch's longest caption, which gives the same result.
+    /// Stack captions into `[batch, width]` ids and mask, padded with `pad_id`. The LSTM
+    /// always reads `max_len` steps; a transformer only the batch's longest caption (padding is
+    /// masked out of attention and pooling, so shorter captions give the same result).
     pub fn rows(&self, tokens: &[&Tokens]) -> TokenRows {
+        let settings = &self.config.preprocess;
         let batch = tokens.len();
         let width = if self.config.pretrained() {
-            tokens.iter().map(|t| t.len).max().unwrap_or(0).max(1)
+            tokens.iter().map(|t| t.len()).max().unwrap_or(0).max(1)
         } else {
-            self.config.preprocess.max_len
+            settings.max_len
         };
         let mut ids = Vec::with_capacity(batch * width);
         let mut mask = Vec::with_capacity(batch * width);
         for t in tokens {
-            ids.extend(t.ids[..width].iter().map(|&id| id as i64));
-            mask.extend((0..width).map(|i| if i < t.len { 1.0f32 } else { 0.0 }));
+            let real = t.len().min(width);
+            ids.extend(t.ids[..real].iter().map(|&id| id as i64));
+            ids.extend(std::iter::repeat_n(settings.pad_id as i64, width - real));
+            mask.extend((0..width).map(|i| if i < real { 1.0f32 } else { 0.0 }));
         }
         TokenRows {
             ids,

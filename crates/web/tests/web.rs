@@ -93,6 +93,7 @@ fn close(a: &[f32], b: &[f32]) -> bool {
 }
 
 async fn classifier(model: &Model, backend: &str) -> Result<WebClassifier, JsValue> {
+    mvsa_web::start();
     WebClassifier::from_bytes(
         model.config.to_vec(),
         Some(model.tokenizer.to_vec()),
@@ -188,19 +189,62 @@ async fn webgpu_backend_matches_native_where_available() {
             check_golden(&model, &SHIPPED).await;
             let small = classifier(&SMALL, "webgpu").await.unwrap();
             check_golden(&small, &SMALL).await;
-            web_sys::console::log_1(
-                &"WebGPU: both models classified and matched the native golden values".into(),
-            );
+            console_log!("WebGPU: both models classified and matched the native golden values");
         }
         Err(e) => {
-            let why = js_sys::Error::from(e).message();
-            assert!(
-                String::from(why.clone()).contains("no WebGPU adapter"),
-                "{why}"
-            );
-            web_sys::console::log_1(&format!("WebGPU test NOT RUN: {why}").into());
+            let why = String::from(js_sys::Error::from(e).message());
+            // The CPU build says it has no WebGPU; the WebGPU build, that the browser has none.
+            let expected = match mvsa_web::has_webgpu() {
+                true => "no WebGPU adapter",
+                false => "CPU only",
+            };
+            assert!(why.contains(expected), "{why}");
+            console_log!("WebGPU test NOT RUN: {why}");
         }
     }
+}
+
+#[wasm_bindgen_test]
+async fn a_folder_of_files_warms_up_classifies_and_profiles() {
+    mvsa_web::start();
+    let files = js_sys::Object::new();
+    for (name, bytes) in [
+        ("config.json", SMALL.config),
+        ("tokenizer.json", SMALL.tokenizer),
+        ("model.bpk", SMALL.weights),
+    ] {
+        let array = js_sys::Uint8Array::from(bytes);
+        js_sys::Reflect::set(&files, &name.into(), &array).unwrap();
+    }
+    let model = WebClassifier::create(files.clone(), "cpu".into())
+        .await
+        .map_err(JsValue::from)
+        .unwrap();
+    assert!(model.warm_up().await.map_err(JsValue::from).unwrap() >= 0.0);
+    check_golden(&model, &SMALL).await;
+    let (image, caption) = fixture("4066");
+    let caption = decode_caption(caption);
+    let profile = model
+        .profile(Some(image.to_vec()), Some(caption))
+        .await
+        .map_err(JsValue::from)
+        .unwrap();
+    let profile: std::collections::BTreeMap<String, f64> =
+        serde_wasm_bindgen::from_value(profile).unwrap();
+    let stages: Vec<&str> = profile.keys().map(String::as_str).collect();
+    assert_eq!(
+        stages,
+        ["heads", "image_encoder", "preprocess", "text_encoder"]
+    );
+    assert!(profile.values().all(|ms| *ms >= 0.0));
+    // A folder without its weights is an error that names the file.
+    js_sys::Reflect::delete_property(&files, &"model.bpk".into()).unwrap();
+    let err = WebClassifier::create(files, "cpu".into())
+        .await
+        .err()
+        .unwrap();
+    let why = String::from(js_sys::Error::from(JsValue::from(err)).message());
+    assert!(why.contains("model.bpk"), "{why}");
 }
 
 #[wasm_bindgen_test]

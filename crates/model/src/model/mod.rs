@@ -11,6 +11,7 @@
 pub mod minilm;
 pub mod mobile;
 mod output;
+mod precision;
 pub mod scratch;
 
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, Relu};
@@ -21,6 +22,7 @@ use crate::error::{Error, Result};
 pub use minilm::{HiddenStates, MiniLm, MiniLmTop};
 pub use mobile::MobileCnn;
 pub use output::{ModelOutput, PendingScores, Scores};
+pub use precision::{WeightFormat, int8_block};
 use scratch::{BiLstmEncoder, SmallCnn};
 
 /// What turns one part of a pair into a feature vector `[batch, features]`.
@@ -173,9 +175,10 @@ pub struct Branch<E> {
 }
 
 impl<E: Encoder> Branch<E> {
-    /// (Features after dropout, for the fusion head; this branch's own logits.)
-    fn forward(&self, input: E::Input) -> (Tensor<2>, Tensor<2>) {
-        let features = self.dropout.forward(self.encoder.encode(input));
+    /// Encoder features → (features after dropout, for the fusion head; this branch's own
+    /// logits).
+    fn head(&self, features: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+        let features = self.dropout.forward(features);
         let logits = self.head.forward(features.clone());
         (features, logits)
     }
@@ -214,18 +217,22 @@ pub struct SentimentModel<I = ImageEncoder, T = TextEncoder> {
 }
 
 impl ModelConfig {
-    /// A freshly initialised model on `device`.
+    /// A freshly initialised model on `device`: each branch (encoder, then head) in turn,
+    /// then the fusion head, the order parameters draw their random initial values in.
     pub fn init(&self, device: &Device) -> SentimentModel {
-        let image = self
-            .image
-            .as_ref()
-            .map(|b| ImageEncoder::new(&b.encoder, device));
-        let text = self
-            .text
-            .as_ref()
-            .map(|b| TextEncoder::new(&b.encoder, self.dropout, device));
-        self.init_with(image, text, device)
-            .expect("each configured branch has its encoder")
+        let image = self.image.as_ref().map(|b| {
+            let encoder = ImageEncoder::new(&b.encoder, device);
+            self.branch(encoder, ImageEncoder::features(&b.encoder), device)
+        });
+        let text = self.text.as_ref().map(|b| {
+            let encoder = TextEncoder::new(&b.encoder, self.dropout, device);
+            self.branch(encoder, TextEncoder::features(&b.encoder), device)
+        });
+        SentimentModel {
+            image,
+            text,
+            fusion: self.fusion(device),
+        }
     }
 
     /// Fresh heads around the given encoders, one for each branch of this config. An encoder
@@ -236,37 +243,27 @@ impl ModelConfig {
         text: Option<T>,
         device: &Device,
     ) -> Result<SentimentModel<I, T>> {
-        let classes = self.num_classes();
-        let image_features = self
-            .image
-            .as_ref()
-            .map(|b| ImageEncoder::features(&b.encoder));
-        let text_features = self
-            .text
-            .as_ref()
-            .map(|b| TextEncoder::features(&b.encoder));
-        let image = match (image, image_features) {
-            (Some(encoder), Some(features)) => Some(self.branch(encoder, features, device)),
+        let image = match (image, &self.image) {
+            (Some(encoder), Some(b)) => {
+                Some(self.branch(encoder, ImageEncoder::features(&b.encoder), device))
+            }
             (None, None) => None,
             _ => return Err(mismatch("image")),
         };
-        let text = match (text, text_features) {
-            (Some(encoder), Some(features)) => Some(self.branch(encoder, features, device)),
+        let text = match (text, &self.text) {
+            (Some(encoder), Some(b)) => {
+                Some(self.branch(encoder, TextEncoder::features(&b.encoder), device))
+            }
             (None, None) => None,
             _ => return Err(mismatch("text")),
         };
-        let fusion = image_features.zip(text_features).map(|(i, t)| {
-            FusionHead::new(i + t, self.fusion_hidden, classes, self.dropout, device)
-        });
         Ok(SentimentModel {
             image,
             text,
-            fusion,
+            fusion: self.fusion(device),
         })
     }
-}
 
-impl ModelConfig {
     /// `encoder` with fresh dropout and a fresh head over its `features`.
     fn branch<E>(&self, encoder: E, features: usize, device: &Device) -> Branch<E> {
         Branch {
@@ -274,6 +271,20 @@ impl ModelConfig {
             dropout: DropoutConfig::new(self.dropout).init(),
             head: LinearConfig::new(features, self.num_classes()).init(device),
         }
+    }
+
+    /// The fusion head over both branches' features, when there are two branches.
+    fn fusion(&self, device: &Device) -> Option<FusionHead> {
+        let image = ImageEncoder::features(&self.image.as_ref()?.encoder);
+        let text = TextEncoder::features(&self.text.as_ref()?.encoder);
+        let (hidden, classes) = (self.fusion_hidden, self.num_classes());
+        Some(FusionHead::new(
+            image + text,
+            hidden,
+            classes,
+            self.dropout,
+            device,
+        ))
     }
 }
 
@@ -300,11 +311,37 @@ impl<I: Encoder, T: Encoder> SentimentModel<I, T> {
         self.text.as_ref().map(|b| &b.encoder)
     }
 
-    /// Run whichever branches both the model and the input have. With both, `fused` is the
-    /// fusion head; with one, it is that branch's own head.
+    /// Run whichever branches both the model and the input have: both encoders, then the heads
+    /// (the order in which lazily initialised parameters and dropout draw random numbers).
     pub fn forward(&self, image: Option<I::Input>, text: Option<T::Input>) -> Result<ModelOutput> {
-        let image = self.image.as_ref().zip(image).map(|(b, x)| b.forward(x));
-        let text = self.text.as_ref().zip(text).map(|(b, x)| b.forward(x));
+        let (image, text) = self.encode(image, text);
+        self.heads(image, text)
+    }
+
+    /// The encoders' features `[batch, features]` for whichever parts both the model and the
+    /// input have.
+    pub fn encode(
+        &self,
+        image: Option<I::Input>,
+        text: Option<T::Input>,
+    ) -> (Option<Tensor<2>>, Option<Tensor<2>>) {
+        (
+            self.image
+                .as_ref()
+                .zip(image)
+                .map(|(b, x)| b.encoder.encode(x)),
+            self.text
+                .as_ref()
+                .zip(text)
+                .map(|(b, x)| b.encoder.encode(x)),
+        )
+    }
+
+    /// The heads on encoder features: with both branches, `fused` is the fusion head; with
+    /// one, it is that branch's own head.
+    pub fn heads(&self, image: Option<Tensor<2>>, text: Option<Tensor<2>>) -> Result<ModelOutput> {
+        let image = self.image.as_ref().zip(image).map(|(b, f)| b.head(f));
+        let text = self.text.as_ref().zip(text).map(|(b, f)| b.head(f));
         let fused = match (&image, &text, &self.fusion) {
             (Some((fi, _)), Some((ft, _)), Some(fusion)) => {
                 fusion.forward(Tensor::cat(vec![fi.clone(), ft.clone()], 1))
@@ -338,28 +375,6 @@ fn with_head_of<E, E2>(mine: Option<Branch<E>>, theirs: Option<Branch<E2>>) -> O
             head: theirs.head,
         }),
         (mine, _) => mine,
-    }
-}
-
-/// Casts every float parameter to half precision: the model folder's weights then take half the
-/// download. Loading casts them back to f32 ([`ModuleRecord::cast_to_module_dtype`]).
-///
-/// [`ModuleRecord::cast_to_module_dtype`]: burn::store::ModuleRecord::cast_to_module_dtype
-struct HalfPrecision;
-
-impl burn::module::ModuleMapper for HalfPrecision {
-    fn map_float<const D: usize>(
-        &mut self,
-        param: burn::module::Param<Tensor<D>>,
-    ) -> burn::module::Param<Tensor<D>> {
-        param.map(|t| t.cast(burn::tensor::FloatDType::F16))
-    }
-}
-
-impl SentimentModel {
-    /// The same model with f16 parameters, for a smaller model folder.
-    pub fn to_half(self) -> Self {
-        self.map(&mut HalfPrecision)
     }
 }
 

@@ -33,7 +33,7 @@ export class WebClassifier {
             deferred1_1 = ret[1];
             return getStringFromWasm0(ret[0], ret[1]);
         } finally {
-            wasm.__wbindgen_free_command_export(deferred1_0, deferred1_1, 1);
+            wasm.__wbindgen_free(deferred1_0, deferred1_1, 1);
         }
     }
     /**
@@ -46,22 +46,36 @@ export class WebClassifier {
     classify(image, caption) {
         let ptr0, len0, ptr1, len1;
         try {
-            ptr0 = isLikeNone(image) ? 0 : passArray8ToWasm0(image, wasm.__wbindgen_malloc_command_export);
+            ptr0 = isLikeNone(image) ? 0 : passArray8ToWasm0(image, wasm.__wbindgen_malloc);
             len0 = WASM_VECTOR_LEN;
-            ptr1 = isLikeNone(caption) ? 0 : passStringToWasm0(caption, wasm.__wbindgen_malloc_command_export, wasm.__wbindgen_realloc_command_export);
+            ptr1 = isLikeNone(caption) ? 0 : passStringToWasm0(caption, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
             len1 = WASM_VECTOR_LEN;
         } catch (e) {
-            if (ptr1) { wasm.__wbindgen_free_command_export(ptr1, len1 * 1, 1); }
-            if (ptr0) { wasm.__wbindgen_free_command_export(ptr0, len0 * 1, 1); }
+            if (ptr1) { wasm.__wbindgen_free(ptr1, len1 * 1, 1); }
+            if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 1, 1); }
             throw e;
         }
         const ret = wasm.webclassifier_classify(this.__wbg_ptr, ptr0, len0, ptr1, len1);
         return ret;
     }
     /**
-     * Build from the three files' bytes (see [`WebClassifier::load`] for `backend`).
+     * Build from a model folder's files: `files` maps each file name (`config.json`, …) to
+     * its bytes, as the page downloaded the files its manifest lists.
+     * @param {object} files
+     * @param {string} backend
+     * @returns {Promise<WebClassifier>}
+     */
+    static create(files, backend) {
+        const ptr0 = passStringToWasm0(backend, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+        const len0 = WASM_VECTOR_LEN;
+        const ret = wasm.webclassifier_create(files, ptr0, len0);
+        return ret;
+    }
+    /**
+     * Build from the folder's files' bytes (`tokenizer` may be absent for a picture-only
+     * model).
      * @param {Uint8Array | number[]} config
-     * @param {Uint8Array | number[]} tokenizer
+     * @param {Uint8Array | number[] | null | undefined} tokenizer
      * @param {Uint8Array | number[]} weights
      * @param {string} backend
      * @returns {Promise<WebClassifier>}
@@ -69,19 +83,19 @@ export class WebClassifier {
     static fromBytes(config, tokenizer, weights, backend) {
         let ptr0, len0, ptr1, len1, ptr2, len2, ptr3, len3;
         try {
-            ptr0 = passArray8ToWasm0(config, wasm.__wbindgen_malloc_command_export);
+            ptr0 = passArray8ToWasm0(config, wasm.__wbindgen_malloc);
             len0 = WASM_VECTOR_LEN;
-            ptr1 = passArray8ToWasm0(tokenizer, wasm.__wbindgen_malloc_command_export);
+            ptr1 = isLikeNone(tokenizer) ? 0 : passArray8ToWasm0(tokenizer, wasm.__wbindgen_malloc);
             len1 = WASM_VECTOR_LEN;
-            ptr2 = passArray8ToWasm0(weights, wasm.__wbindgen_malloc_command_export);
+            ptr2 = passArray8ToWasm0(weights, wasm.__wbindgen_malloc);
             len2 = WASM_VECTOR_LEN;
-            ptr3 = passStringToWasm0(backend, wasm.__wbindgen_malloc_command_export, wasm.__wbindgen_realloc_command_export);
+            ptr3 = passStringToWasm0(backend, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
             len3 = WASM_VECTOR_LEN;
         } catch (e) {
-            if (ptr3) { wasm.__wbindgen_free_command_export(ptr3, len3 * 1, 1); }
-            if (ptr2) { wasm.__wbindgen_free_command_export(ptr2, len2 * 1, 1); }
-            if (ptr1) { wasm.__wbindgen_free_command_export(ptr1, len1 * 1, 1); }
-            if (ptr0) { wasm.__wbindgen_free_command_export(ptr0, len0 * 1, 1); }
+            if (ptr3) { wasm.__wbindgen_free(ptr3, len3 * 1, 1); }
+            if (ptr2) { wasm.__wbindgen_free(ptr2, len2 * 1, 1); }
+            if (ptr1) { wasm.__wbindgen_free(ptr1, len1 * 1, 1); }
+            if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 1, 1); }
             throw e;
         }
         const ret = wasm.webclassifier_fromBytes(ptr0, len0, ptr1, len1, ptr2, len2, ptr3, len3);
@@ -94,36 +108,64 @@ export class WebClassifier {
     get labels() {
         const ret = wasm.webclassifier_labels(this.__wbg_ptr);
         var v1 = getArrayJsValueFromWasm0(ret[0], ret[1]);
-        wasm.__wbindgen_free_command_export(ret[0], ret[1] * 4, 4);
+        wasm.__wbindgen_free(ret[0], ret[1] * 4, 4);
         return v1;
     }
     /**
-     * Load the model folder at `base_url` (ending in `/`). `backend` is `"auto"` (WebGPU when
-     * the browser has a hardware adapter, else CPU), `"webgpu"` or `"cpu"`. `progress(loaded, total)`
-     * follows the weights download.
-     * @param {string} base_url
-     * @param {string} backend
-     * @param {Function | null} [progress]
-     * @returns {Promise<WebClassifier>}
+     * Classify one pair stage by stage, reading each stage's result back before the next
+     * starts: `{preprocess, image_encoder, text_encoder, heads}` in milliseconds (for the
+     * benchmark; `classify` does not wait between stages).
+     * @param {Uint8Array | number[] | null} [image]
+     * @param {string | null} [caption]
+     * @returns {Promise<any>}
      */
-    static load(base_url, backend, progress) {
+    profile(image, caption) {
         let ptr0, len0, ptr1, len1;
         try {
-            ptr0 = passStringToWasm0(base_url, wasm.__wbindgen_malloc_command_export, wasm.__wbindgen_realloc_command_export);
+            ptr0 = isLikeNone(image) ? 0 : passArray8ToWasm0(image, wasm.__wbindgen_malloc);
             len0 = WASM_VECTOR_LEN;
-            ptr1 = passStringToWasm0(backend, wasm.__wbindgen_malloc_command_export, wasm.__wbindgen_realloc_command_export);
+            ptr1 = isLikeNone(caption) ? 0 : passStringToWasm0(caption, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
             len1 = WASM_VECTOR_LEN;
         } catch (e) {
-            if (ptr1) { wasm.__wbindgen_free_command_export(ptr1, len1 * 1, 1); }
-            if (ptr0) { wasm.__wbindgen_free_command_export(ptr0, len0 * 1, 1); }
+            if (ptr1) { wasm.__wbindgen_free(ptr1, len1 * 1, 1); }
+            if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 1, 1); }
             throw e;
         }
-        const ret = wasm.webclassifier_load(ptr0, len0, ptr1, len1, isLikeNone(progress) ? 0 : addToExternrefTable0(progress));
+        const ret = wasm.webclassifier_profile(this.__wbg_ptr, ptr0, len0, ptr1, len1);
+        return ret;
+    }
+    /**
+     * Classify a synthetic pair once, so the first real classification does not pay for the
+     * first allocations (and, on WebGPU, shader compilation). Resolves to the milliseconds
+     * it took.
+     * @returns {Promise<number>}
+     */
+    warmUp() {
+        const ret = wasm.webclassifier_warmUp(this.__wbg_ptr);
         return ret;
     }
 }
 if (Symbol.dispose) WebClassifier.prototype[Symbol.dispose] = WebClassifier.prototype.free;
 
+/**
+ * Whether this build can run on WebGPU.
+ * @returns {boolean}
+ */
+export function hasWebGpu() {
+    const ret = wasm.hasWebGpu();
+    return ret !== 0;
+}
+
+/**
+ * Does nothing: the browser benchmark times calls into the module with it.
+ */
+export function noop() {
+    wasm.noop();
+}
+
+/**
+ * Runs when the module is initialised (tests, which skip start functions, call it first).
+ */
 export function start() {
     wasm.start();
 }
@@ -136,7 +178,7 @@ function __wbg_get_imports() {
         },
         __wbg_String_8564e559799eccda: function(arg0, arg1) {
             const ret = String(arg1);
-            const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc_command_export, wasm.__wbindgen_realloc_command_export);
+            const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
             const len1 = WASM_VECTOR_LEN;
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
@@ -149,14 +191,9 @@ function __wbg_get_imports() {
             const ret = arg0.WorkerGlobalScope;
             return ret;
         },
-        __wbg___wbindgen_boolean_get_4f1baf9a00be3c74: function(arg0) {
-            const v = arg0;
-            const ret = typeof(v) === 'boolean' ? v : undefined;
-            return isLikeNone(ret) ? 0xFFFFFF : ret ? 1 : 0;
-        },
         __wbg___wbindgen_debug_string_f249a2a76caa9a55: function(arg0, arg1) {
             const ret = debugString(arg1);
-            const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc_command_export, wasm.__wbindgen_realloc_command_export);
+            const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
             const len1 = WASM_VECTOR_LEN;
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
@@ -177,10 +214,16 @@ function __wbg_get_imports() {
             const ret = arg0 === undefined;
             return ret;
         },
+        __wbg___wbindgen_number_get_934b640d0889af78: function(arg0, arg1) {
+            const obj = arg1;
+            const ret = typeof(obj) === 'number' ? obj : undefined;
+            getDataViewMemory0().setFloat64((arg0 >>> 0) + 8 * 1, isLikeNone(ret) ? 0 : ret, true);
+            getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, !isLikeNone(ret), true);
+        },
         __wbg___wbindgen_string_get_7ce8eee7fd327545: function(arg0, arg1) {
             const obj = arg1;
             const ret = typeof(obj) === 'string' ? obj : undefined;
-            var ptr1 = isLikeNone(ret) ? 0 : passStringToWasm0(ret, wasm.__wbindgen_malloc_command_export, wasm.__wbindgen_realloc_command_export);
+            var ptr1 = isLikeNone(ret) ? 0 : passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
             var len1 = WASM_VECTOR_LEN;
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
@@ -195,28 +238,12 @@ function __wbg_get_imports() {
             const ret = arg0.beginComputePass(arg1);
             return ret;
         },
-        __wbg_body_0da01a9a056907d8: function(arg0) {
-            const ret = arg0.body;
-            return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
-        },
-        __wbg_caches_6e2a2489d562284d: function() { return handleError(function (arg0) {
-            const ret = arg0.caches;
-            return ret;
-        }, arguments); },
         __wbg_call_40b008ba32f73991: function() { return handleError(function (arg0, arg1) {
             const ret = arg0.call(arg1);
             return ret;
         }, arguments); },
         __wbg_call_a410eb4b59ed5965: function() { return handleError(function (arg0, arg1, arg2) {
             const ret = arg0.call(arg1, arg2);
-            return ret;
-        }, arguments); },
-        __wbg_call_fc92fee6137d452d: function() { return handleError(function (arg0, arg1, arg2, arg3) {
-            const ret = arg0.call(arg1, arg2, arg3);
-            return ret;
-        }, arguments); },
-        __wbg_clone_02cf4504da36c61e: function() { return handleError(function (arg0) {
-            const ret = arg0.clone();
             return ret;
         }, arguments); },
         __wbg_configure_2f4cbe7746e5aa81: function() { return handleError(function (arg0, arg1) {
@@ -262,7 +289,7 @@ function __wbg_get_imports() {
         },
         __wbg_description_359d32310adf317e: function(arg0, arg1) {
             const ret = arg1.description;
-            const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc_command_export, wasm.__wbindgen_realloc_command_export);
+            const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
             const len1 = WASM_VECTOR_LEN;
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
@@ -288,15 +315,11 @@ function __wbg_get_imports() {
                 deferred0_1 = arg1;
                 console.error(getStringFromWasm0(arg0, arg1));
             } finally {
-                wasm.__wbindgen_free_command_export(deferred0_0, deferred0_1, 1);
+                wasm.__wbindgen_free(deferred0_0, deferred0_1, 1);
             }
         },
         __wbg_features_b650c8412d082ef1: function(arg0) {
             const ret = arg0.features;
-            return ret;
-        },
-        __wbg_fetch_c30fc2ed77d76a76: function(arg0, arg1, arg2) {
-            const ret = arg0.fetch(getStringFromWasm0(arg1, arg2));
             return ret;
         },
         __wbg_finish_49529a046631ad9a: function(arg0) {
@@ -325,20 +348,9 @@ function __wbg_get_imports() {
         __wbg_getRandomValues_8b6f1f663e6f188d: function() { return handleError(function (arg0, arg1) {
             globalThis.crypto.getRandomValues(getArrayU8FromWasm0(arg0, arg1));
         }, arguments); },
-        __wbg_getReader_fadcafe607253a67: function(arg0) {
-            const ret = arg0.getReader();
-            return ret;
-        },
         __wbg_get_2080c49015e35254: function() { return handleError(function (arg0, arg1) {
             const ret = Reflect.get(arg0, arg1);
             return ret;
-        }, arguments); },
-        __wbg_get_556f1c9a5c587e8c: function() { return handleError(function (arg0, arg1, arg2, arg3) {
-            const ret = arg1.get(getStringFromWasm0(arg2, arg3));
-            var ptr1 = isLikeNone(ret) ? 0 : passStringToWasm0(ret, wasm.__wbindgen_malloc_command_export, wasm.__wbindgen_realloc_command_export);
-            var len1 = WASM_VECTOR_LEN;
-            getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
-            getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
         }, arguments); },
         __wbg_gpu_aa311a9494720027: function(arg0) {
             const ret = arg0.gpu;
@@ -350,10 +362,6 @@ function __wbg_get_imports() {
         }, arguments); },
         __wbg_has_47b8eb16db92789a: function(arg0, arg1, arg2) {
             const ret = arg0.has(getStringFromWasm0(arg1, arg2));
-            return ret;
-        },
-        __wbg_headers_5fc0106c076eb731: function(arg0) {
-            const ret = arg0.headers;
             return ret;
         },
         __wbg_info_84c3d8389e807255: function(arg0) {
@@ -380,20 +388,10 @@ function __wbg_get_imports() {
             const ret = result;
             return ret;
         },
-        __wbg_instanceof_Promise_59148c6049d0e3a0: function(arg0) {
+        __wbg_instanceof_Uint8Array_d7aeb0dcb3108fea: function(arg0) {
             let result;
             try {
-                result = arg0 instanceof Promise;
-            } catch (_) {
-                result = false;
-            }
-            const ret = result;
-            return ret;
-        },
-        __wbg_instanceof_Window_5cf453f5639aa1a2: function(arg0) {
-            let result;
-            try {
-                result = arg0 instanceof Window;
+                result = arg0 instanceof Uint8Array;
             } catch (_) {
                 result = false;
             }
@@ -406,7 +404,7 @@ function __wbg_get_imports() {
         },
         __wbg_label_b4e9fa173fb30ad5: function(arg0, arg1) {
             const ret = arg1.label;
-            const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc_command_export, wasm.__wbindgen_realloc_command_export);
+            const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
             const len1 = WASM_VECTOR_LEN;
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
@@ -429,10 +427,6 @@ function __wbg_get_imports() {
         },
         __wbg_mapAsync_84aeaa5780c9b8c7: function(arg0, arg1, arg2, arg3) {
             const ret = arg0.mapAsync(arg1 >>> 0, arg2, arg3);
-            return ret;
-        },
-        __wbg_match_5bac3fce58a35d56: function(arg0, arg1, arg2) {
-            const ret = arg0.match(getStringFromWasm0(arg1, arg2));
             return ret;
         },
         __wbg_maxBindGroupsPlusVertexBuffers_5a483d2af94e57bc: function(arg0) {
@@ -553,14 +547,14 @@ function __wbg_get_imports() {
         },
         __wbg_message_0c79c7c15b1865af: function(arg0, arg1) {
             const ret = arg1.message;
-            const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc_command_export, wasm.__wbindgen_realloc_command_export);
+            const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
             const len1 = WASM_VECTOR_LEN;
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
         },
         __wbg_message_bb4d389df9355dd2: function(arg0, arg1) {
             const ret = arg1.message;
-            const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc_command_export, wasm.__wbindgen_realloc_command_export);
+            const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
             const len1 = WASM_VECTOR_LEN;
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
@@ -579,10 +573,6 @@ function __wbg_get_imports() {
         },
         __wbg_navigator_c17f443a6fe5d38d: function(arg0) {
             const ret = arg0.navigator;
-            return ret;
-        },
-        __wbg_new_13de428334042d26: function(arg0) {
-            const ret = new Uint8Array(arg0);
             return ret;
         },
         __wbg_new_2bfd0f45e60518b1: function() { return handleError(function (arg0, arg1) {
@@ -631,29 +621,17 @@ function __wbg_get_imports() {
             const ret = new Uint8Array(arg0, arg1 >>> 0, arg2 >>> 0);
             return ret;
         },
-        __wbg_now_043d245551b22f9c: function(arg0) {
-            const ret = arg0.now();
+        __wbg_now_463ac581d2fc7ea3: function() {
+            const ret = Date.now();
             return ret;
         },
         __wbg_now_e7c6795a7f81e10f: function(arg0) {
             const ret = arg0.now();
             return ret;
         },
-        __wbg_ok_670a05555db5f713: function(arg0) {
-            const ret = arg0.ok;
-            return ret;
-        },
         __wbg_onSubmittedWorkDone_f62945abb48d8a84: function(arg0) {
             const ret = arg0.onSubmittedWorkDone();
             return ret;
-        },
-        __wbg_open_76bb2bb8b9eec497: function(arg0, arg1, arg2) {
-            const ret = arg0.open(getStringFromWasm0(arg1, arg2));
-            return ret;
-        },
-        __wbg_performance_50e6a3f8dc80bbca: function(arg0) {
-            const ret = arg0.performance;
-            return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
         },
         __wbg_performance_7e4e4494fdc9d07a: function(arg0) {
             const ret = arg0.performance;
@@ -669,10 +647,6 @@ function __wbg_get_imports() {
         __wbg_pushErrorScope_efdacf97dcba3b94: function(arg0, arg1) {
             arg0.pushErrorScope(__wbindgen_enum_GpuErrorFilter[arg1]);
         },
-        __wbg_put_ec58003b2437836e: function(arg0, arg1, arg2, arg3) {
-            const ret = arg0.put(getStringFromWasm0(arg1, arg2), arg3);
-            return ret;
-        },
         __wbg_queueMicrotask_1e8503a8a690f0a3: function(arg0) {
             const ret = arg0.queueMicrotask;
             return ret;
@@ -682,10 +656,6 @@ function __wbg_get_imports() {
         },
         __wbg_queue_41b76331de876d9d: function(arg0) {
             const ret = arg0.queue;
-            return ret;
-        },
-        __wbg_read_e3bea75dace70752: function(arg0) {
-            const ret = arg0.read();
             return ret;
         },
         __wbg_reason_9ebfbaed7b40f058: function(arg0) {
@@ -919,7 +889,7 @@ function __wbg_get_imports() {
         },
         __wbg_stack_575c4e0918581b9c: function(arg0, arg1) {
             const ret = arg1.stack;
-            const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc_command_export, wasm.__wbindgen_realloc_command_export);
+            const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
             const len1 = WASM_VECTOR_LEN;
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
@@ -939,10 +909,6 @@ function __wbg_get_imports() {
         __wbg_static_accessor_WINDOW_b5e0810bfecb7feb: function() {
             const ret = typeof window === 'undefined' ? undefined : window;
             return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
-        },
-        __wbg_status_cb85b6c8d1769fa1: function(arg0) {
-            const ret = arg0.status;
-            return ret;
         },
         __wbg_subgroupMaxSize_b33b2d37e3f1f5f5: function(arg0) {
             const ret = arg0.subgroupMaxSize;
@@ -981,9 +947,6 @@ function __wbg_get_imports() {
             const ret = arg0.valueOf();
             return ret;
         },
-        __wbg_warn_228ff2257384d295: function(arg0) {
-            console.warn(arg0);
-        },
         __wbg_webclassifier_new: function(arg0) {
             const ret = WebClassifier.__wrap(arg0);
             return ret;
@@ -992,33 +955,33 @@ function __wbg_get_imports() {
             arg0.writeBuffer(arg1, arg2, getArrayU8FromWasm0(arg3, arg4), arg5, arg6);
         }, arguments); },
         __wbindgen_generic_0000000000000001: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 37704, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 37774, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
             const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h060b9a02f6bc4f3d);
             return ret;
         },
         __wbindgen_generic_0000000000000002: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("GPUDevice")], shim_idx: 20548, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h6366a4279a8f80f7);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("GPUDevice")], shim_idx: 20621, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc);
             return ret;
         },
         __wbindgen_generic_0000000000000003: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("GPUDeviceLostInfo")], shim_idx: 20553, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h0965de6e32840309);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("GPUDeviceLostInfo")], shim_idx: 20624, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h44c60ef183727673);
             return ret;
         },
         __wbindgen_generic_0000000000000004: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("GPUUncapturedErrorEvent")], shim_idx: 20553, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h0965de6e32840309_10);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("GPUUncapturedErrorEvent")], shim_idx: 20624, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_14);
             return ret;
         },
         __wbindgen_generic_0000000000000005: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("any")], shim_idx: 20548, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h6366a4279a8f80f7_11);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("any")], shim_idx: 20621, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_15);
             return ret;
         },
         __wbindgen_generic_0000000000000006: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("undefined")], shim_idx: 20548, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h6366a4279a8f80f7_12);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("undefined")], shim_idx: 20621, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_16);
             return ret;
         },
         __wbindgen_generic_0000000000000007: function(arg0) {
@@ -1051,12 +1014,12 @@ function __wbg_get_imports() {
     };
 }
 
-function wasm_bindgen__convert__closures_____invoke__h0965de6e32840309(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h0965de6e32840309(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h44c60ef183727673(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h44c60ef183727673(arg0, arg1, arg2);
 }
 
-function wasm_bindgen__convert__closures_____invoke__h0965de6e32840309_10(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h0965de6e32840309_10(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_14(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_14(arg0, arg1, arg2);
 }
 
 function wasm_bindgen__convert__closures_____invoke__h060b9a02f6bc4f3d(arg0, arg1, arg2) {
@@ -1066,22 +1029,22 @@ function wasm_bindgen__convert__closures_____invoke__h060b9a02f6bc4f3d(arg0, arg
     }
 }
 
-function wasm_bindgen__convert__closures_____invoke__h6366a4279a8f80f7(arg0, arg1, arg2) {
-    const ret = wasm.wasm_bindgen__convert__closures_____invoke__h6366a4279a8f80f7(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc(arg0, arg1, arg2) {
+    const ret = wasm.wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc(arg0, arg1, arg2);
     if (ret[1]) {
         throw takeFromExternrefTable0(ret[0]);
     }
 }
 
-function wasm_bindgen__convert__closures_____invoke__h6366a4279a8f80f7_11(arg0, arg1, arg2) {
-    const ret = wasm.wasm_bindgen__convert__closures_____invoke__h6366a4279a8f80f7_11(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_15(arg0, arg1, arg2) {
+    const ret = wasm.wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_15(arg0, arg1, arg2);
     if (ret[1]) {
         throw takeFromExternrefTable0(ret[0]);
     }
 }
 
-function wasm_bindgen__convert__closures_____invoke__h6366a4279a8f80f7_12(arg0, arg1, arg2) {
-    const ret = wasm.wasm_bindgen__convert__closures_____invoke__h6366a4279a8f80f7_12(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_16(arg0, arg1, arg2) {
+    const ret = wasm.wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_16(arg0, arg1, arg2);
     if (ret[1]) {
         throw takeFromExternrefTable0(ret[0]);
     }
@@ -1128,14 +1091,14 @@ const WebClassifierFinalization = (typeof FinalizationRegistry === 'undefined')
     : new FinalizationRegistry(ptr => wasm.__wbg_webclassifier_free(ptr, 1));
 
 function addToExternrefTable0(obj) {
-    const idx = wasm.__externref_table_alloc_command_export();
+    const idx = wasm.__externref_table_alloc();
     wasm.__wbindgen_externrefs.set(idx, obj);
     return idx;
 }
 
 const CLOSURE_DTORS = (typeof FinalizationRegistry === 'undefined')
     ? { register: () => {}, unregister: () => {} }
-    : new FinalizationRegistry(state => wasm.__wbindgen_destroy_closure_command_export(state.a, state.b));
+    : new FinalizationRegistry(state => wasm.__wbindgen_destroy_closure(state.a, state.b));
 
 function debugString(val) {
     switch (typeof val) {
@@ -1202,7 +1165,7 @@ function getArrayJsValueFromWasm0(ptr, len) {
     for (let i = ptr; i < ptr + 4 * len; i += 4) {
         result.push(wasm.__wbindgen_externrefs.get(mem.getUint32(i, true)));
     }
-    wasm.__externref_drop_slice_command_export(ptr, len);
+    wasm.__externref_drop_slice(ptr, len);
     return result;
 }
 
@@ -1260,7 +1223,7 @@ function handleError(f, args) {
         return f.apply(this, args);
     } catch (e) {
         const idx = addToExternrefTable0(e);
-        wasm.__wbindgen_exn_store_command_export(idx);
+        wasm.__wbindgen_exn_store(idx);
     }
 }
 
@@ -1287,7 +1250,7 @@ function makeMutClosure(arg0, arg1, f) {
     };
     real._wbg_cb_unref = () => {
         if (--state.cnt === 0) {
-            wasm.__wbindgen_destroy_closure_command_export(state.a, state.b);
+            wasm.__wbindgen_destroy_closure(state.a, state.b);
             state.a = 0;
             CLOSURE_DTORS.unregister(state);
         }
@@ -1342,7 +1305,7 @@ function passStringToWasm0(arg, malloc, realloc) {
 
 function takeFromExternrefTable0(idx) {
     const value = wasm.__wbindgen_externrefs.get(idx);
-    wasm.__externref_table_dealloc_command_export(idx);
+    wasm.__externref_table_dealloc(idx);
     return value;
 }
 

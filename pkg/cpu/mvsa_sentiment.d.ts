@@ -1,0 +1,112 @@
+/* tslint:disable */
+/* eslint-disable */
+
+/**
+ * A loaded model folder, bound to one backend.
+ */
+export class WebClassifier {
+    private constructor();
+    free(): void;
+    [Symbol.dispose](): void;
+    /**
+     * Classify a picture (JPEG/PNG bytes) and/or a caption. Resolves to `{label, labels,
+     * fused, image, text, backend, ms}`; rejects with a message on bad input.
+     */
+    classify(image?: Uint8Array | number[] | null, caption?: string | null): Promise<any>;
+    /**
+     * Build from a model folder's files: `files` maps each file name (`config.json`, …) to
+     * its bytes, as the page downloaded the files its manifest lists.
+     */
+    static create(files: object, backend: string): Promise<WebClassifier>;
+    /**
+     * Build from the folder's files' bytes (`tokenizer` may be absent for a picture-only
+     * model).
+     */
+    static fromBytes(config: Uint8Array | number[], tokenizer: Uint8Array | number[] | null | undefined, weights: Uint8Array | number[], backend: string): Promise<WebClassifier>;
+    /**
+     * Classify one pair stage by stage, reading each stage's result back before the next
+     * starts: `{preprocess, image_encoder, text_encoder, heads}` in milliseconds (for the
+     * benchmark; `classify` does not wait between stages).
+     */
+    profile(image?: Uint8Array | number[] | null, caption?: string | null): Promise<any>;
+    /**
+     * Classify a synthetic pair once, so the first real classification does not pay for the
+     * first allocations (and, on WebGPU, shader compilation). Resolves to the milliseconds
+     * it took.
+     */
+    warmUp(): Promise<number>;
+    /**
+     * `"webgpu"` or `"cpu"`.
+     */
+    readonly backend: string;
+    /**
+     * Class names in output order.
+     */
+    readonly labels: string[];
+}
+
+/**
+ * Whether this build can run on WebGPU.
+ */
+export function hasWebGpu(): boolean;
+
+/**
+ * Does nothing: the browser benchmark times calls into the module with it.
+ */
+export function noop(): void;
+
+/**
+ * Runs when the module is initialised (tests, which skip start functions, call it first).
+ */
+export function start(): void;
+
+export type InitInput = RequestInfo | URL | Response | BufferSource | WebAssembly.Module;
+
+export interface InitOutput {
+    readonly memory: WebAssembly.Memory;
+    readonly __wbg_webclassifier_free: (a: number, b: number) => void;
+    readonly hasWebGpu: () => number;
+    readonly noop: () => void;
+    readonly start: () => void;
+    readonly webclassifier_backend: (a: number) => [number, number];
+    readonly webclassifier_classify: (a: number, b: number, c: number, d: number, e: number) => any;
+    readonly webclassifier_create: (a: any, b: number, c: number) => any;
+    readonly webclassifier_fromBytes: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number) => any;
+    readonly webclassifier_labels: (a: number) => [number, number];
+    readonly webclassifier_profile: (a: number, b: number, c: number, d: number, e: number) => any;
+    readonly webclassifier_warmUp: (a: number) => any;
+    readonly wasm_bindgen__convert__closures_____invoke__h0531fd743f4bc429: (a: number, b: number, c: any) => [number, number];
+    readonly wasm_bindgen__convert__closures_____invoke__h8c223939539c9d7c: (a: number, b: number, c: any, d: any) => void;
+    readonly __wbindgen_malloc: (a: number, b: number) => number;
+    readonly __wbindgen_realloc: (a: number, b: number, c: number, d: number) => number;
+    readonly __wbindgen_free: (a: number, b: number, c: number) => void;
+    readonly __wbindgen_exn_store: (a: number) => void;
+    readonly __externref_table_alloc: () => number;
+    readonly __wbindgen_externrefs: WebAssembly.Table;
+    readonly __wbindgen_destroy_closure: (a: number, b: number) => void;
+    readonly __externref_drop_slice: (a: number, b: number) => void;
+    readonly __externref_table_dealloc: (a: number) => void;
+    readonly __wbindgen_start: () => void;
+}
+
+export type SyncInitInput = BufferSource | WebAssembly.Module;
+
+/**
+ * Instantiates the given `module`, which can either be bytes or
+ * a precompiled `WebAssembly.Module`.
+ *
+ * @param {{ module: SyncInitInput }} module - Passing `SyncInitInput` directly is deprecated.
+ *
+ * @returns {InitOutput}
+ */
+export function initSync(module: { module: SyncInitInput } | SyncInitInput): InitOutput;
+
+/**
+ * If `module_or_path` is {RequestInfo} or {URL}, makes a request and
+ * for everything else, calls `WebAssembly.instantiate` directly.
+ *
+ * @param {{ module_or_path: InitInput | Promise<InitInput> }} module_or_path - Passing `InitInput` directly is deprecated.
+ *
+ * @returns {Promise<InitOutput>}
+ */
+export default function __wbg_init (module_or_path?: { module_or_path: InitInput | Promise<InitInput> } | InitInput | Promise<InitInput>): Promise<InitOutput>;

@@ -1,0 +1,196 @@
+// The page's worker: it downloads the wasm module and a model folder (streamed, with progress,
+// the folder through the Cache API), has the Rust side (pkg/) build the classifier, warms it up
+// and classifies, all off the main thread. app.js talks to it with messages: requests
+// {id, type, ...} in; {id, type: "progress" | "loaded" | "result" | "error", ...} out, and
+// {type: "backend"} when a faster backend takes over.
+//
+// Two builds of the module: pkg/cpu (Burn's flex backend, small) always comes first;
+// pkg/webgpu is fetched only where the browser has a hardware WebGPU adapter.
+
+const modules = {}; // kind ("cpu" | "webgpu") → the initialised wasm-bindgen module
+let classifier = null; // the WebClassifier answering now
+let wasmLock = Promise.resolve(); // one call into the wasm at a time
+let loading = 0; // generation of the newest load
+
+const post = (message) => self.postMessage(message);
+const message = (e) => (e instanceof Error ? e.message : String(e));
+
+// Run `f` when no other call into the wasm is running (downloads run alongside).
+function exclusive(f) {
+  const run = wasmLock.then(f, f);
+  wasmLock = run.catch(() => {});
+  return run;
+}
+
+self.onmessage = async ({ data }) => {
+  const { id, type } = data;
+  try {
+    if (type === "load") await load(id, data);
+    else if (type === "classify") post({ id, type: "result", ...(await classify(data)) });
+    else throw new Error(`unknown request ${type}`);
+  } catch (e) {
+    post({ id, type: "error", message: message(e) });
+  }
+};
+
+async function classify({ image, caption }) {
+  if (!classifier) throw new Error("no model is loaded yet");
+  const bytes = image ? new Uint8Array(image) : undefined;
+  return exclusive(() => classifier.classify(bytes, caption || undefined));
+}
+
+// Whether the browser offers a hardware WebGPU adapter (a software fallback such as SwiftShader
+// is far slower than the CPU build).
+async function hardwareAdapter() {
+  try {
+    const adapter = await navigator.gpu?.requestAdapter();
+    if (!adapter) return false;
+    return !(adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false);
+  } catch {
+    return false;
+  }
+}
+
+// Load the model `model` (an entry of www/models.json) from `base` on `backend`: "cpu",
+// "webgpu", or "auto" (the CPU build first; WebGPU takes over once ready where the adapter is
+// hardware).
+async function load(id, { base, model, backend }) {
+  const generation = ++loading;
+  const progress = (stage, detail = {}) => post({ id, type: "progress", stage, ...detail });
+  const upgrade = backend === "auto" && (await hardwareAdapter());
+  const kind = backend === "webgpu" ? "webgpu" : "cpu";
+  const files = download(base, model, progress);
+  const ready = await build(kind, files, progress);
+  if (generation !== loading) return ready.next.free();
+  swap(ready.next);
+  post({ id, type: "loaded", backend: ready.next.backend, warmMs: ready.warmMs, fromCache: (await files).fromCache });
+  if (upgrade) {
+    try {
+      const faster = await build("webgpu", files, () => {});
+      if (generation !== loading) return faster.next.free();
+      swap(faster.next);
+      post({ type: "backend", backend: "webgpu", warmMs: faster.warmMs });
+    } catch (e) {
+      console.warn(`WebGPU unavailable, staying on the CPU: ${message(e)}`);
+    }
+  }
+}
+
+function swap(next) {
+  return exclusive(() => {
+    classifier?.free();
+    classifier = next;
+  });
+}
+
+// The classifier on `kind`'s module, built from the downloaded files and warmed up.
+async function build(kind, files, progress) {
+  const module = await wasmModule(kind, progress);
+  const { bytes } = await files;
+  progress("preparing");
+  const next = await exclusive(() => module.WebClassifier.create(bytes, kind));
+  progress("warming");
+  const warmMs = await exclusive(() => next.warmUp());
+  return { next, warmMs };
+}
+
+async function wasmModule(kind, progress) {
+  if (!modules[kind]) {
+    modules[kind] = (async () => {
+      const dir = new URL(`../pkg/${kind}/`, import.meta.url);
+      const glue = await import(new URL("mvsa_sentiment.js", dir));
+      // Revalidated with the server (a rebuilt module is never stale); counted as it streams.
+      const response = await fetch(new URL("mvsa_sentiment_bg.wasm", dir), { cache: "no-cache" });
+      if (!response.ok) throw new Error(`the ${kind} module: HTTP ${response.status}`);
+      const counted = counting(response, (loaded, total) =>
+        progress("engine", { loaded, total }),
+      );
+      await glue.default({ module_or_path: counted });
+      return glue;
+    })();
+    modules[kind].catch(() => delete modules[kind]);
+  }
+  return modules[kind];
+}
+
+// `response` again, its body reported to `onProgress(loaded, total)` as it is read.
+function counting(response, onProgress) {
+  const total = Number(response.headers.get("content-length") ?? 0);
+  let loaded = 0;
+  const body = response.body.pipeThrough(
+    new TransformStream({
+      transform(chunk, controller) {
+        loaded += chunk.byteLength;
+        onProgress(loaded, total);
+        controller.enqueue(chunk);
+      },
+    }),
+  );
+  return new Response(body, { headers: { "content-type": "application/wasm" } });
+}
+
+// Every file of the model folder, as {bytes: {name: Uint8Array}, fromCache}. Files come from a
+// cache named after the manifest entry (any retrained model has a new one; older ones of the
+// same model are deleted), else from the network while being written to that cache.
+async function download(base, model, progress) {
+  const cacheName = `mvsa:${model.id}:${await digest(JSON.stringify(model))}`;
+  const cache = await caches.open(cacheName);
+  await forgetOlder(model.id, cacheName);
+  const total = Object.values(model.files).reduce((a, b) => a + b, 0);
+  let done = 0;
+  let fromCache = true;
+  const bytes = {};
+  for (const name of Object.keys(model.files)) {
+    const url = new URL(name, base).href;
+    let response = await cache.match(url);
+    if (!response) {
+      fromCache = false;
+      response = await fetch(url);
+      if (!response.ok) throw new Error(`${name}: HTTP ${response.status}`);
+      const [forCache, forUs] = response.body.tee();
+      // Stored alongside the read, never waited for: a full disk only costs the next visit.
+      cache.put(url, new Response(forCache, { headers: response.headers })).catch(() => {});
+      response = new Response(forUs, { headers: response.headers });
+    }
+    const before = done;
+    bytes[name] = await readAll(response, model.files[name], (loaded) => {
+      done = before + loaded;
+      progress("model", { loaded: done, total, fromCache });
+    });
+  }
+  return { bytes, fromCache };
+}
+
+// The whole body in one buffer (sized from the manifest), read chunk by chunk.
+async function readAll(response, expected, onProgress) {
+  let buffer = new Uint8Array(expected);
+  let length = 0;
+  const reader = response.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (length + value.byteLength > buffer.byteLength) {
+      const grown = new Uint8Array(Math.max(buffer.byteLength * 2, length + value.byteLength));
+      grown.set(buffer.subarray(0, length));
+      buffer = grown;
+    }
+    buffer.set(value, length);
+    length += value.byteLength;
+    onProgress(length);
+  }
+  return length === buffer.byteLength ? buffer : buffer.slice(0, length);
+}
+
+async function digest(text) {
+  const hash = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(hash).slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// Delete the caches of older versions of the model `id` (and those of the first versions of
+// the page, which named caches after a digest alone).
+async function forgetOlder(id, keep) {
+  for (const name of await caches.keys()) {
+    const older = name.startsWith(`mvsa:${id}:`) || /^mvsa-model-[0-9a-f]{16}$/.test(name);
+    if (older && name !== keep) await caches.delete(name);
+  }
+}
