@@ -46,8 +46,8 @@ chromium --version 2>/dev/null || true
 
 step "wasm tests in headless Chromium, WebGPU build (crates/web/webdriver.json enables WebGPU)"
 export WASM_BINDGEN_TEST_TIMEOUT=300
-wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --release crates/web \
-  -- --features webgpu
+wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --release \
+  crates/web --features webgpu
 
 step "the page end to end in headless Chromium"
 npm ci --no-audit --no-fund
