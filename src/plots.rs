@@ -19,8 +19,13 @@ type Line<'a> = (&'a str, Vec<(f64, f64)>, RGBColor);
 type DrawResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;
 
 /// Loss (train and validation) and validation accuracy / macro-F1 per epoch, side by side,
-/// with the kept epoch marked.
-pub fn training_curves(history: &[EpochLog], best_epoch: usize, path: &Path) -> Result<()> {
+/// with the kept epoch marked; `caption` heads the scores.
+pub fn training_curves(
+    history: &[EpochLog],
+    best_epoch: usize,
+    caption: &str,
+    path: &Path,
+) -> Result<()> {
     let root = SVGBackend::new(path, (960, 380)).into_drawing_area();
     let series = |f: fn(&EpochLog) -> f64| -> Vec<(f64, f64)> {
         history.iter().map(|h| (h.epoch as f64, f(h))).collect()
@@ -43,8 +48,7 @@ pub fn training_curves(history: &[EpochLog], best_epoch: usize, path: &Path) -> 
             ("accuracy", series(|h| h.val_accuracy), GREEN),
             ("macro-F1", series(|h| h.val_macro_f1), MAGENTA),
         ];
-        let caption = format!("Validation (kept epoch {best_epoch})");
-        panel(&right, &caption, epochs, 1.0, &scores, Some(best_epoch))?;
+        panel(&right, caption, epochs, 1.0, &scores, Some(best_epoch))?;
         root.present()
     };
     draw().map_err(|e| fail(path)(Box::new(e)))
@@ -94,8 +98,8 @@ fn panel(
         .draw()
 }
 
-/// Confusion matrix: rows are true labels, columns predictions; cells shaded by row share.
-pub fn confusion_matrix(metrics: &Metrics, path: &Path) -> Result<()> {
+/// Confusion matrix headed by `caption`: rows are true labels, columns predictions; cells shaded by row share.
+pub fn confusion_matrix(metrics: &Metrics, caption: &str, path: &Path) -> Result<()> {
     let k = metrics.confusion.len();
     let cell = 110i32;
     let (x0, y0) = (130i32, 60i32);
@@ -104,7 +108,7 @@ pub fn confusion_matrix(metrics: &Metrics, path: &Path) -> Result<()> {
     let draw = |r: Result<(), DrawingAreaErrorKind<_>>| r.map_err(|e| fail(path)(Box::new(e)));
     draw(root.fill(&WHITE))?;
     let title = format!(
-        "Validation: accuracy {:.3}, macro-F1 {:.3}",
+        "{caption}: accuracy {:.3}, macro-F1 {:.3}",
         metrics.accuracy, metrics.macro_f1
     );
     let font = ("sans-serif", 16).into_font();

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Skipped;
 use crate::plots;
+use crate::training::cv::CrossValidation;
 use crate::training::{EpochLog, FeatureTiming, TrainingOptions};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -21,10 +22,20 @@ pub struct MetricsFile {
     /// The image branch's and the text branch's own heads on the same split.
     pub image_branch: Option<Metrics>,
     pub text_branch: Option<Metrics>,
-    /// The written model folder, loaded back (f16 weights included) and run end to end on the
-    /// validation pictures and captions: what the page and `predict` get.
+    /// The written model folder, loaded back (f16 or int8 weights) and run end to end on the
+    /// validation pictures and captions (cross-validated, with nothing held out: a stratified
+    /// sample of the training pairs): what the page and `predict` get.
     #[serde(default)]
     pub saved_model: Option<Metrics>,
+    /// The trained model on the same pairs before it was written (f32, on the regime's cached
+    /// encoder outputs): next to `saved_model`, what storing the weights smaller cost.
+    #[serde(default)]
+    pub trained_model: Option<Metrics>,
+    /// With `--cv`: the cross-validated estimate, the model's expected accuracy on new pairs.
+    /// `validation` is then every pair's out-of-fold prediction pooled, and `history` the
+    /// folds' mean curve.
+    #[serde(default)]
+    pub cross_validation: Option<CrossValidation>,
     /// Frozen-encoder feature extraction of this run (what the feature cache did not have).
     #[serde(default)]
     pub features: Option<FeatureTiming>,
@@ -56,15 +67,30 @@ impl MetricsFile {
             .with_context(|| format!("cannot write {}", path.display()))
     }
 
-    /// The headline numbers the page shows for the model: those of the folder as written
-    /// (f16 or int8 weights) where the trainer measured them, else the validation numbers.
+    /// The headline numbers the page shows for the model: the cross-validated means (with
+    /// their spread) where there are some; else those of the folder as written (f16 or int8
+    /// weights) on the validation split where the trainer measured them, else the validation
+    /// numbers.
     pub fn summary(&self) -> ValidationSummary {
+        if let Some(cv) = &self.cross_validation {
+            let f = &cv.fused;
+            return ValidationSummary {
+                accuracy: f.accuracy.mean,
+                macro_f1: f.macro_f1.mean,
+                weighted_f1: f.weighted_f1.mean,
+                pairs: cv.pairs,
+                folds: Some(cv.folds),
+                sd: Some([f.accuracy.sd, f.macro_f1.sd, f.weighted_f1.sd]),
+            };
+        }
         let m = self.saved_model.as_ref().unwrap_or(&self.validation);
         ValidationSummary {
             accuracy: m.accuracy,
             macro_f1: m.macro_f1,
             weighted_f1: m.weighted_f1,
             pairs: self.validation_pairs,
+            folds: None,
+            sd: None,
         }
     }
 }
@@ -73,10 +99,33 @@ impl MetricsFile {
 /// the page's `models.json` beside it when there is one.
 pub fn write(dir: &Path, metrics: &MetricsFile) -> Result<()> {
     metrics.write(dir)?;
-    let curves = dir.join(folder::CURVES);
-    plots::training_curves(&metrics.history, metrics.best_epoch, &curves)?;
-    plots::confusion_matrix(&metrics.validation, &dir.join(folder::CONFUSION))?;
+    draw(dir, metrics)?;
     register_if_listed(dir)
+}
+
+/// Draw the folder's pictures from its metrics: the learning curves and the confusion matrix,
+/// each titled by what it shows (one validation split, or cross-validation's folds).
+pub fn draw(dir: &Path, metrics: &MetricsFile) -> Result<()> {
+    let (curves, confusion) = match &metrics.cross_validation {
+        Some(cv) => (
+            format!(
+                "{}-fold cross-validation, mean (chose {} epochs)",
+                cv.folds, cv.epochs
+            ),
+            format!("Out of fold, {}-fold cross-validation", cv.folds),
+        ),
+        None => (
+            format!("Validation (kept epoch {})", metrics.best_epoch),
+            "Validation".to_string(),
+        ),
+    };
+    let curves_path = dir.join(folder::CURVES);
+    plots::training_curves(&metrics.history, metrics.best_epoch, &curves, &curves_path)?;
+    plots::confusion_matrix(
+        &metrics.validation,
+        &confusion,
+        &dir.join(folder::CONFUSION),
+    )
 }
 
 /// Where the page's list of models beside `dir` would be.

@@ -11,7 +11,7 @@ use mvsa_model::config::TextEncoderConfig;
 use mvsa_model::folder::ModelFiles;
 use mvsa_model::metrics::Metrics;
 use mvsa_model::model::SentimentModel;
-use mvsa_model::preprocess::{ImagePreprocessor, TextPreprocessor};
+use mvsa_model::preprocess::{self, ImagePreprocessor, TextPreprocessor};
 use mvsa_model::{Classifier, ModelConfig, Prepared};
 
 use crate::data::{self, LabFolder, Sample, Skipped};
@@ -19,12 +19,13 @@ use crate::pretrained::EncoderFiles;
 use crate::progress::Progress;
 use crate::report::{self, MetricsFile};
 use crate::tokenizer;
+use crate::training::cv::{self, CrossValidation};
 use crate::training::finetune::{FineTune, States};
-use crate::training::fit::{self, Evaluation, Labelled};
+use crate::training::fit::{self, Evaluation, Labelled, Stop};
 use crate::training::heads::{Features, Heads};
 use crate::training::scratch::Scratch;
 use crate::training::split::{stratified_split, stratified_subset};
-use crate::training::{EpochLog, FeatureTiming, Regime, TrainingConfig, inputs};
+use crate::training::{EpochLog, FeatureTiming, Regime, TrainingConfig, TrainingOptions, inputs};
 
 pub struct Trainer<'a> {
     pub config: TrainingConfig,
@@ -48,10 +49,20 @@ struct Dataset {
 /// What fitting gave, whatever the regime.
 struct Trained {
     model: SentimentModel,
+    /// The run's epochs; cross-validated, the folds' mean curve.
     history: Vec<EpochLog>,
+    /// The kept epoch; cross-validated, the epoch count the folds chose.
     best_epoch: usize,
+    /// Epochs the model that ships was trained for.
+    epochs_run: usize,
+    /// The kept epoch on the validation split; cross-validated, every pair's out-of-fold
+    /// prediction pooled.
     evaluation: Evaluation,
     features: Option<FeatureTiming>,
+    cross_validation: Option<CrossValidation>,
+    /// The pairs the written folder is checked on, and the trained model's numbers on them.
+    check: Vec<usize>,
+    check_metrics: Metrics,
 }
 
 impl Trainer<'_> {
@@ -69,7 +80,7 @@ impl Trainer<'_> {
             Regime::FineTune { layers } => self.finetune(&config, text.as_ref(), &data, layers)?,
         };
         self.write_folder(out_dir, &config, text.as_ref(), &trained)?;
-        let saved = self.evaluate_folder(out_dir, &data)?;
+        let saved = self.evaluate_folder(out_dir, &data, &trained.check)?;
         let metrics = self.metrics(data_dir, data, trained, saved, started);
         report::write(out_dir, &metrics)?;
         Ok(metrics)
@@ -84,17 +95,25 @@ impl Trainer<'_> {
         saved: Metrics,
         started: Instant,
     ) -> MetricsFile {
+        let cross_validated = trained.cross_validation.is_some();
+        let held_out = data.held_out.iter().filter(|v| **v).count();
         MetricsFile {
             validation: trained.evaluation.fused,
             image_branch: trained.evaluation.image,
             text_branch: trained.evaluation.text,
             saved_model: Some(saved),
+            trained_model: Some(trained.check_metrics),
+            cross_validation: trained.cross_validation,
             features: trained.features,
             best_epoch: trained.best_epoch,
-            epochs_run: trained.history.len(),
+            epochs_run: trained.epochs_run,
             training_seconds: started.elapsed().as_secs_f64(),
-            train_pairs: data.held_out.iter().filter(|v| !**v).count(),
-            validation_pairs: data.held_out.iter().filter(|v| **v).count(),
+            train_pairs: data.samples.len() - held_out,
+            validation_pairs: if cross_validated {
+                data.samples.len()
+            } else {
+                held_out
+            },
             skipped: data.skipped,
             history: trained.history,
             options: self.config.options.clone(),
@@ -139,17 +158,24 @@ impl Trainer<'_> {
             samples.len()
         );
         let labels: Vec<usize> = samples.iter().map(|s| s.label).collect();
-        let (train, valid) = stratified_split(&labels, o.val_fraction, o.seed);
+        // Cross-validation holds out each fold in turn, then trains on every pair.
+        let (train, valid) = match o.cv {
+            Some(_) => ((0..samples.len()).collect(), Vec::new()),
+            None => stratified_split(&labels, o.val_fraction, o.seed),
+        };
         ensure!(
-            !valid.is_empty(),
+            !valid.is_empty() || o.cv.is_some(),
             "the validation split is empty; use more data"
         );
         self.progress.note(&format!(
-            "{} pairs: {} train, {} validation ({} skipped)",
+            "{} pairs: {} train, {} validation ({} skipped){}",
             samples.len(),
             train.len(),
             valid.len(),
-            skipped.len()
+            skipped.len(),
+            o.cv.map_or(String::new(), |k| format!(
+                "; {k}-fold cross-validation first"
+            ))
         ));
         let mut held_out = vec![false; samples.len()];
         valid.iter().for_each(|&i| held_out[i] = true);
@@ -170,8 +196,13 @@ impl Trainer<'_> {
         let tokenizer = match &mut branch.encoder {
             TextEncoderConfig::MinilmL6(_) => self.encoders.minilm_tokenizer()?,
             TextEncoderConfig::Scratch { vocab_size, .. } => {
-                let captions = data.train_samples().map(|s| s.caption.as_str());
-                let learned = tokenizer::train_tokenizer(captions, *vocab_size)?;
+                let settings = &branch.preprocess;
+                let captions: Vec<String> = data
+                    .train_samples()
+                    .map(|s| preprocess::normalise(settings, &s.caption).into_owned())
+                    .collect();
+                let learned =
+                    tokenizer::train_tokenizer(captions.iter().map(String::as_str), *vocab_size)?;
                 *vocab_size = learned.get_vocab_size(true);
                 branch.preprocess.pad_id = learned
                     .token_to_id(tokenizer::PAD)
@@ -295,15 +326,23 @@ impl Trainer<'_> {
         let minilm = self.encoders.minilm(shape, &self.device)?;
         let lr = self.config.options.finetune_lr;
         let regime = FineTune::new(config, image, minilm, layers, lr, &self.device);
+        let branch = config
+            .text
+            .as_ref()
+            .context("fine-tuning needs a caption branch")?;
         let states = inputs::lower_states(
             regime.lower(),
+            branch,
             text,
             &data.samples,
+            &self.feature_cache,
             &self.device,
             self.progress,
         )?;
+        (timing.text_computed, timing.text_seconds) = (states.computed, states.seconds);
         let mut image_rows = image_rows.map(Vec::into_iter);
         let examples = states
+            .rows
             .into_iter()
             .map(|states| States {
                 image: image_rows.as_mut().and_then(Iterator::next),
@@ -313,6 +352,8 @@ impl Trainer<'_> {
         self.fit(regime, examples, data, Some(timing))
     }
 
+    /// Fit `regime` on `inputs` (one per sample): on the training split, keeping the best
+    /// validation epoch; or, cross-validated, on every pair for the epoch count the folds chose.
     fn fit<R: fit::Regime>(
         &self,
         regime: R,
@@ -320,37 +361,82 @@ impl Trainer<'_> {
         data: &Dataset,
         features: Option<FeatureTiming>,
     ) -> Result<Trained> {
-        let (mut train, mut valid) = (Vec::new(), Vec::new());
-        for ((input, sample), &held_out) in
-            inputs.into_iter().zip(&data.samples).zip(&data.held_out)
-        {
-            let example = Labelled {
+        let examples: Vec<Labelled<R::Example>> = inputs
+            .into_iter()
+            .zip(&data.samples)
+            .map(|(input, sample)| Labelled {
                 input,
                 label: sample.label,
-            };
-            if held_out {
-                valid.push(example)
-            } else {
-                train.push(example)
-            }
-        }
-        let labels = &self.config.model.labels;
-        let options = &self.config.options;
-        let fitted = fit::fit(
-            &regime,
-            &train,
-            &valid,
-            labels,
-            options,
-            &self.device,
+            })
+            .collect();
+        let pick = |held_out: bool| -> Vec<&Labelled<R::Example>> {
+            let both = examples.iter().zip(&data.held_out);
+            both.filter(|(_, h)| **h == held_out)
+                .map(|(e, _)| e)
+                .collect()
+        };
+        let (labels, options, progress) = (
+            &self.config.model.labels,
+            &self.config.options,
             self.progress,
-        )?;
+        );
+        let fit_on = |train: &[&Labelled<R::Example>], valid: &[&Labelled<R::Example>], stop| {
+            fit::fit(
+                &regime,
+                train,
+                valid,
+                labels,
+                options,
+                stop,
+                &self.device,
+                progress,
+            )
+        };
+        let (fitted, cv) = match options.cv {
+            None => (
+                fit_on(&pick(false), &pick(true), Stop::BestValidation)?,
+                None,
+            ),
+            Some(k) => {
+                let cv = cv::cross_validate(
+                    &regime,
+                    &examples,
+                    k,
+                    labels,
+                    options,
+                    &self.device,
+                    progress,
+                )?;
+                progress.note(&cv_line(&cv.record));
+                let fitted = fit_on(&pick(false), &[], Stop::After(cv.record.epochs))?;
+                (fitted, Some(cv))
+            }
+        };
+        let check = data.check_pairs(options);
+        let on_check: Vec<&Labelled<R::Example>> = check.iter().map(|&i| &examples[i]).collect();
+        let check_metrics =
+            fit::evaluate(&regime, &fitted.model, &on_check, labels, &self.device)?.fused;
+        let epochs_run = fitted.history.len();
+        let (history, best_epoch, evaluation, cross_validation) = match cv {
+            Some(cv) => (cv.curve, cv.record.epochs, cv.pooled, Some(cv.record)),
+            None => {
+                let evaluation = fitted
+                    .evaluation()
+                    .cloned()
+                    .context("no epoch was evaluated")?;
+                (fitted.history, fitted.best_epoch, evaluation, None)
+            }
+        };
         Ok(Trained {
             model: regime.finish(fitted.model)?,
-            history: fitted.history,
-            best_epoch: fitted.best_epoch,
-            evaluation: fitted.evaluation,
+            history,
+            best_epoch,
+            epochs_run,
+            evaluation,
             features,
+            cross_validation,
+            check,
+            check_metrics,
         })
     }
 
@@ -387,12 +473,12 @@ impl Trainer<'_> {
             .with_context(|| format!("cannot write the model folder {}", out_dir.display()))
     }
 
-    /// Load the folder just written and classify the validation pairs end to end, with the
+    /// Load the folder just written and classify the `check` pairs end to end, with the
     /// classifier the page and `predict` use.
-    fn evaluate_folder(&self, dir: &Path, data: &Dataset) -> Result<Metrics> {
+    fn evaluate_folder(&self, dir: &Path, data: &Dataset, check: &[usize]) -> Result<Metrics> {
         let classifier = Classifier::load(dir, &self.device)?;
         let images = classifier.image_preprocessor();
-        let valid: Vec<&Sample> = data.valid_samples().collect();
+        let valid: Vec<&Sample> = check.iter().map(|&i| &data.samples[i]).collect();
         self.progress.begin("saved model", valid.len());
         let mut scores = Vec::with_capacity(valid.len());
         for chunk in valid.chunks(32) {
@@ -417,8 +503,15 @@ impl Trainer<'_> {
         let labels = &classifier.config().labels;
         let metrics = Evaluation::new(labels, &scores, &actual).fused;
         self.progress.note(&format!(
-            "saved model, end to end on validation: accuracy {:.4}, macro-F1 {:.4}",
-            metrics.accuracy, metrics.macro_f1
+            "saved model, end to end on {} {} pairs: accuracy {:.4}, macro-F1 {:.4}",
+            valid.len(),
+            if data.held_out.iter().any(|h| *h) {
+                "validation"
+            } else {
+                "training"
+            },
+            metrics.accuracy,
+            metrics.macro_f1
         ));
         Ok(metrics)
     }
@@ -433,11 +526,33 @@ impl Dataset {
             .map(|(s, _)| s)
     }
 
-    fn valid_samples(&self) -> impl Iterator<Item = &Sample> {
-        self.samples
-            .iter()
-            .zip(&self.held_out)
-            .filter(|(_, v)| **v)
-            .map(|(s, _)| s)
+    /// The pairs a written folder is checked on: the validation split; or, with nothing held
+    /// out (cross-validated), a stratified subset of the training pairs as large as a
+    /// validation split would be.
+    fn check_pairs(&self, options: &TrainingOptions) -> Vec<usize> {
+        let held_out: Vec<usize> = (0..self.samples.len())
+            .filter(|&i| self.held_out[i])
+            .collect();
+        if !held_out.is_empty() {
+            return held_out;
+        }
+        let labels: Vec<usize> = self.samples.iter().map(|s| s.label).collect();
+        stratified_split(&labels, options.val_fraction, options.seed).1
     }
+}
+
+/// The cross-validated estimate in one line.
+fn cv_line(cv: &CrossValidation) -> String {
+    let f = &cv.fused;
+    format!(
+        "{}-fold cross-validation, {} epochs: accuracy {:.4} ± {:.4}, macro-F1 {:.4} ± {:.4}, weighted-F1 {:.4} ± {:.4}",
+        cv.folds,
+        cv.epochs,
+        f.accuracy.mean,
+        f.accuracy.sd,
+        f.macro_f1.mean,
+        f.macro_f1.sd,
+        f.weighted_f1.mean,
+        f.weighted_f1.sd
+    )
 }

@@ -72,6 +72,60 @@ fn train_writes_a_model_folder_and_is_reproducible() {
     assert_eq!(config["image"]["preprocess"]["size"], 32);
 }
 
+/// `--cv`: stratified folds that hold out every pair once, mean ± sd per branch, then the
+/// final model trained on every pair for the epoch count the folds chose.
+#[test]
+fn cross_validation_estimates_then_trains_on_every_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cv");
+    train_small(&fixture(), &out, 3, 3)
+        .args(["--cv", "3", "--weights", "f32"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "3-fold cross-validation over 12 pairs",
+        ));
+    let metrics = read_json(&out.join("metrics.json"));
+    let cv = &metrics["cross_validation"];
+    assert_eq!(cv["folds"], 3);
+    assert_eq!(cv["pairs"], 12);
+    let folds = cv["per_fold"].as_array().unwrap();
+    assert_eq!(folds.len(), 3);
+    let held_out: u64 = folds.iter().map(|f| f["count"].as_u64().unwrap()).sum();
+    assert_eq!(held_out, 12, "every pair held out by exactly one fold");
+    // The pooled out-of-fold predictions are the validation numbers, over all 12 pairs, and
+    // the reported mean is the folds' mean.
+    assert_eq!(metrics["validation"]["count"], 12);
+    let mean: f64 = folds
+        .iter()
+        .map(|f| f["accuracy"].as_f64().unwrap())
+        .sum::<f64>()
+        / 3.0;
+    assert!((cv["fused"]["accuracy"]["mean"].as_f64().unwrap() - mean).abs() < 1e-9);
+    for part in ["fused", "image", "text"] {
+        assert!(
+            cv[part]["macro_f1"]["sd"].as_f64().unwrap() >= 0.0,
+            "{part}"
+        );
+    }
+    // The final fit: every pair, for the chosen number of epochs (of the 3 the folds ran).
+    let epochs = cv["epochs"].as_u64().unwrap();
+    assert!((1..=3).contains(&epochs));
+    assert_eq!(metrics["train_pairs"], 12);
+    assert_eq!(metrics["epochs_run"], epochs);
+    assert_eq!(
+        metrics["history"].as_array().unwrap().len(),
+        3,
+        "the folds' mean curve"
+    );
+    assert_eq!(
+        metrics["saved_model"]["confusion"],
+        metrics["trained_model"]["confusion"]
+    );
+    let confusion = std::fs::read_to_string(out.join("confusion.svg")).unwrap();
+    assert!(confusion.contains("Out of fold, 3-fold cross-validation: accuracy"));
+}
+
 #[test]
 fn predict_writes_the_lab_format_and_single_pairs_as_json() {
     let dir = tempfile::tempdir().unwrap();
@@ -167,14 +221,16 @@ fn train_with_pretrained_encoders_caches_features_and_stores_int8() {
         dir.path().join("c"),
     );
     let first = run(&a, &[]);
-    // Fine-tuning reads MiniLM's lower states, not its cached features.
+    // Fine-tuning reads MiniLM's states below its top two layers, cached like the features.
     assert_eq!(first["features"]["image_computed"], 12);
-    assert_eq!(first["features"]["text_computed"], 0);
+    assert_eq!(first["features"]["text_computed"], 12);
     assert!(cache.join("mobilenet-v2.safetensors").is_file());
-    // The second run finds every picture's features in the cache and trains the same model
-    // (stored in f32 this time).
+    assert!(cache.join("minilm-l6-states4.safetensors").is_file());
+    // The second run finds every picture's features and caption's states in the cache and
+    // trains the same model (stored in f32 this time).
     let second = run(&b, &["--weights", "f32"]);
     assert_eq!(second["features"]["image_computed"], 0);
+    assert_eq!(second["features"]["text_computed"], 0);
     assert_eq!(second["validation"], first["validation"]);
     assert_eq!(losses(&second), losses(&first));
     // Heads alone read both encoders' features, MiniLM's computed once.
@@ -369,13 +425,22 @@ fn register_upgrades_an_older_folder_and_lists_it_for_the_page() {
         .assert()
         .success();
 
+    std::fs::remove_file(folder.join("confusion.svg")).unwrap();
     bin("train")
         .args(["--register", arg(&folder)])
         .assert()
         .success();
+    let confusion = std::fs::read_to_string(folder.join("confusion.svg")).unwrap();
+    assert!(
+        confusion.contains("Validation: accuracy"),
+        "redrawn from metrics.json"
+    );
+    // The format-1 file had no emoji setting: such models were trained without spelling them.
+    let mut upgraded = config.clone();
+    upgraded["text"]["preprocess"]["emoji_names"] = false.into();
     assert_eq!(
         read_json(&folder.join("config.json")),
-        config,
+        upgraded,
         "upgraded to the current format"
     );
     let entry = |www: &Path| read_json(&www.join("models.json"))["models"][0].clone();

@@ -7,6 +7,7 @@
 mod support;
 
 use burn::prelude::Device;
+use mvsa_model::preprocess::TextPreprocessor;
 use mvsa_model::{Classifier, Pair};
 use serde_json::{Value, json};
 
@@ -21,6 +22,78 @@ fn shipped_model_matches_golden_values() {
 #[test]
 fn small_model_matches_golden_values() {
     check("www/model-small", "tests/golden/small.json");
+}
+
+/// Padded to the GPU backends' length buckets, every pair gives the probabilities it gives at
+/// its own length (padding is masked), and the warm-up runs one input per bucket.
+#[test]
+fn length_buckets_change_no_probability() {
+    let root = support::root();
+    let load = || Classifier::load(&root.join("www/model"), &Device::flex()).unwrap();
+    let (plain, bucketed) = (load(), load().with_length_buckets());
+    let pairs: Vec<(Vec<u8>, String)> = GUIDS.iter().map(|g| support::pair(g)).collect();
+    let batch: Vec<Pair> = pairs
+        .iter()
+        .map(|(image, caption)| Pair {
+            image: Some(image),
+            caption: Some(caption),
+        })
+        .collect();
+    let prepared: Vec<_> = batch.iter().map(|&p| plain.prepare(p).unwrap()).collect();
+    let text = bucketed.text_preprocessor().unwrap();
+    let tokens: Vec<_> = prepared.iter().flat_map(|p| p.tokens.as_ref()).collect();
+    let longest = tokens.iter().map(|t| t.len()).max().unwrap();
+    let width = text.rows(&tokens).shape[1];
+    assert!(
+        longest == 56 && width == 64,
+        "{longest} tokens padded to {width}"
+    );
+    for (a, b) in plain
+        .run(&prepared)
+        .unwrap()
+        .iter()
+        .zip(bucketed.run(&prepared).unwrap())
+    {
+        for (x, y) in a.scores.fused.iter().zip(&b.scores.fused) {
+            assert!((x - y).abs() <= 1e-5, "{x} vs {y}");
+        }
+    }
+    let warm = bucketed.warm_up_inputs().unwrap();
+    let widths: Vec<usize> = warm
+        .iter()
+        .map(|p| p.tokens.as_ref().unwrap().len())
+        .collect();
+    assert_eq!(widths, text.widths().unwrap());
+    assert_eq!(widths, [16, 32, 64, 128]);
+    assert!(warm[0].image.is_some() && warm[1..].iter().all(|p| p.image.is_none()));
+    assert_eq!(plain.warm_up_inputs().unwrap().len(), 1);
+}
+
+/// Emoji are spelled out before MiniLM's tokenizer sees them: "😭💔" and "👍" are no longer the
+/// same `[UNK]`s (the wasm test checks the same in the browser).
+#[test]
+fn emoji_reach_minilm_as_words() {
+    let root = support::root();
+    let files = mvsa_model::folder::ModelFiles::read(&root.join("www/model")).unwrap();
+    let mut branch = files.config.text.clone().unwrap();
+    let tokenizer = files.tokenizer.unwrap();
+    let encode = |branch: &mvsa_model::config::TextBranchConfig, caption: &str| {
+        let text = TextPreprocessor::from_json(&tokenizer, branch.clone()).unwrap();
+        let unk = text.tokenizer().token_to_id("[UNK]").unwrap();
+        (text.encode(caption).unwrap().ids, unk)
+    };
+    branch.preprocess.emoji_names = false;
+    let (raw_sad, unk) = encode(&branch, "😭💔");
+    assert_eq!(
+        raw_sad,
+        encode(&branch, "👍").0,
+        "unspelled, both are [CLS] [UNK] [SEP]"
+    );
+    assert!(raw_sad.contains(&unk));
+    branch.preprocess.emoji_names = true;
+    let (sad, good) = (encode(&branch, "😭💔").0, encode(&branch, "👍").0);
+    assert_ne!(sad, good);
+    assert!(!sad.contains(&unk) && !good.contains(&unk));
 }
 
 fn check(folder: &str, golden_file: &str) {

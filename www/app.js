@@ -4,11 +4,16 @@
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const backendChoice = params.get("backend") ?? "auto";
+const BACKENDS = ["auto", "webgpu", "cpu"];
+const BACKEND_KEY = "mvsa:backend";
+// Where the model runs: ?backend= (for links and tests), else the Backend menu's last choice
+// (remembered in this browser), else auto.
+let backendChoice = [params.get("backend"), storedBackend(), "auto"].find((b) => BACKENDS.includes(b));
 let models = []; // www/models.json: what each model is, costs and scores
 let current = null; // the manifest entry of the model answering now
 let ready = false; // whether a model is loaded
 let loading = 0; // generation of the newest load, so a slow earlier one cannot win
+let loadId = 0; // the worker request of the newest load (its later backend answers count)
 let asking = 0; // generation of the newest classification: only its answer is shown
 let imageBytes = null;
 let previewUrl = null;
@@ -18,8 +23,17 @@ const worker = new Worker(new URL("worker.js", import.meta.url), { type: "module
 const pending = new Map();
 let nextId = 0;
 
-function request(type, payload = {}, onProgress = null) {
+function storedBackend() {
+  try {
+    return localStorage.getItem(BACKEND_KEY);
+  } catch {
+    return null; // storage switched off: the choice lasts for this visit
+  }
+}
+
+function request(type, payload = {}, onProgress = null, onId = null) {
   const id = ++nextId;
+  onId?.(id);
   return new Promise((resolve, reject) => {
     pending.set(id, { resolve, reject, onProgress });
     worker.postMessage({ id, type, ...payload });
@@ -27,7 +41,7 @@ function request(type, payload = {}, onProgress = null) {
 }
 
 worker.onmessage = ({ data }) => {
-  if (data.type === "backend") return showBackend(data.backend);
+  if (data.type === "backend") return data.id === loadId && showBackend(data.backend, data.why);
   const waiting = pending.get(data.id);
   if (!waiting) return;
   if (data.type === "progress") return waiting.onProgress?.(data);
@@ -69,9 +83,11 @@ function setBusy(busy) {
   updateButton();
 }
 
-function showBackend(backend) {
+// The badge says where the model runs, and its tooltip why.
+function showBackend(backend, why) {
   const badge = $("backend");
   badge.textContent = backend === "webgpu" ? "WebGPU" : "CPU (wasm)";
+  badge.title = why ? `${badge.textContent}: ${why}` : "Where the model runs";
   badge.classList.remove("webgpu", "cpu");
   badge.classList.add(backend);
   document.body.dataset.backend = backend;
@@ -184,16 +200,23 @@ async function loadManifest() {
   for (const m of models) {
     const option = document.createElement("option");
     option.value = m.id;
-    option.textContent = `${m.title} — ${megabytes(downloadBytes(m))}, ${pct(m.validation.accuracy)} validation accuracy`;
+    const estimate = m.validation.folds ? "expected accuracy (cross-validated)" : "validation accuracy";
+    option.textContent = `${m.title} — ${megabytes(downloadBytes(m))}, ${pct(m.validation.accuracy)} ${estimate}`;
     $("model").append(option);
   }
 }
 
+// What the model is expected to score on new pairs: cross-validated means ± their standard
+// deviation over the folds, or (older folders) one validation split's numbers.
 function showMetrics(model) {
   const v = model.validation;
-  $("metrics-text").textContent =
-    `Validation (${v.pairs} pairs): accuracy ${pct(v.accuracy)}, ` +
-    `macro-F1 ${pct(v.macro_f1)}, weighted-F1 ${pct(v.weighted_f1)}.`;
+  const score = (name, i, x) =>
+    v.sd ? `${name} ${(x * 100).toFixed(1)} ± ${(v.sd[i] * 100).toFixed(1)} %` : `${name} ${pct(x)}`;
+  const scores = [score("accuracy", 0, v.accuracy), score("macro-F1", 1, v.macro_f1), score("weighted-F1", 2, v.weighted_f1)];
+  const how = v.folds
+    ? `Expected on new pairs (${v.folds}-fold cross-validation over ${v.pairs.toLocaleString("en")} labelled pairs; the model was then trained on all of them)`
+    : `Validation (${v.pairs} pairs)`;
+  $("metrics-text").textContent = `${how}: ${scores.join(", ")}.`;
   $("confusion").src = new URL(`${model.id}/confusion.svg`, import.meta.url).href;
 }
 
@@ -232,6 +255,19 @@ function wire() {
   });
   $("clear").addEventListener("click", clearAll);
   $("model").addEventListener("change", () => loadModel($("model").value));
+  $("backend-choice").value = backendChoice;
+  $("backend-choice").addEventListener("change", () => {
+    backendChoice = $("backend-choice").value;
+    try {
+      localStorage.setItem(BACKEND_KEY, backendChoice);
+    } catch {}
+    // A ?backend= in the address would override the choice on the next visit.
+    if (params.has("backend")) {
+      params.delete("backend");
+      history.replaceState(null, "", `${location.pathname}${params.size ? `?${params}` : ""}`);
+    }
+    loadModel($("model").value);
+  });
 }
 
 const STAGES = {
@@ -265,13 +301,13 @@ async function loadModel(id) {
   showMetrics(model);
   try {
     const started = performance.now();
-    const loaded = await request("load", { base, model, backend: backendChoice }, (p) => {
-      if (generation === loading) showProgress(p);
-    });
+    const onProgress = (p) => generation === loading && showProgress(p);
+    const onId = (id) => (loadId = id);
+    const loaded = await request("load", { base, model, backend: backendChoice }, onProgress, onId);
     if (generation !== loading) return;
     current = model;
     ready = true;
-    showBackend(loaded.backend);
+    showBackend(loaded.backend, loaded.why);
     $("result").hidden = true;
     document.body.dataset.fromCache = String(loaded.fromCache);
     document.body.dataset.ready = String(performance.now() - started);

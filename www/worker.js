@@ -2,7 +2,7 @@
 // the folder through the Cache API), has the Rust side (pkg/) build the classifier, warms it up
 // and classifies, all off the main thread. app.js talks to it with messages: requests
 // {id, type, ...} in; {id, type: "progress" | "loaded" | "result" | "error", ...} out, and
-// {type: "backend"} when a faster backend takes over.
+// {id, type: "backend", backend, why} once `auto` has compared WebGPU with the CPU.
 //
 // Two builds of the module: pkg/cpu (Burn's flex backend, small) always comes first;
 // pkg/webgpu is fetched only where the browser has a hardware WebGPU adapter.
@@ -39,40 +39,65 @@ async function classify({ image, caption }) {
   return exclusive(() => classifier.classify(bytes, caption || undefined));
 }
 
-// Whether the browser offers a hardware WebGPU adapter (a software fallback such as SwiftShader
-// is far slower than the CPU build).
-async function hardwareAdapter() {
+// What the browser's WebGPU adapter is: {hardware: true, name} where it is worth trying, else
+// {hardware: false, why}. A software fallback (SwiftShader) is far slower than the CPU build.
+async function adapterInfo() {
+  if (!navigator.gpu) return { hardware: false, why: "this browser has no WebGPU" };
   try {
-    const adapter = await navigator.gpu?.requestAdapter();
-    if (!adapter) return false;
-    return !(adapter.info?.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false);
-  } catch {
-    return false;
+    const adapter = await navigator.gpu.requestAdapter();
+    if (!adapter) return { hardware: false, why: "this browser offers no WebGPU adapter" };
+    const info = adapter.info ?? {};
+    const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(" ") || "unnamed";
+    if (info.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false) {
+      return { hardware: false, why: `the WebGPU adapter (${name}) is a software fallback, far slower than the CPU` };
+    }
+    return { hardware: true, name };
+  } catch (e) {
+    return { hardware: false, why: `WebGPU is unavailable: ${message(e)}` };
   }
 }
 
+const ms = (x) => `${x.toFixed(1)} ms`;
+
 // Load the model `model` (an entry of www/models.json) from `base` on `backend`: "cpu",
-// "webgpu", or "auto" (the CPU build first; WebGPU takes over once ready where the adapter is
-// hardware).
+// "webgpu", or "auto": the CPU build first, then, where the adapter is hardware, WebGPU in the
+// background, which takes over only if its warm classification is faster than the CPU's.
+// Each answer says why it runs where it runs.
 async function load(id, { base, model, backend }) {
   const generation = ++loading;
   const progress = (stage, detail = {}) => post({ id, type: "progress", stage, ...detail });
-  const upgrade = backend === "auto" && (await hardwareAdapter());
+  const adapter = backend === "auto" ? await adapterInfo() : null;
   const kind = backend === "webgpu" ? "webgpu" : "cpu";
   const files = download(base, model, progress);
   const ready = await build(kind, files, progress);
   if (generation !== loading) return ready.next.free();
   swap(ready.next);
-  post({ id, type: "loaded", backend: ready.next.backend, warmMs: ready.warmMs, fromCache: (await files).fromCache });
-  if (upgrade) {
-    try {
-      const faster = await build("webgpu", files, () => {});
-      if (generation !== loading) return faster.next.free();
-      swap(faster.next);
-      post({ type: "backend", backend: "webgpu", warmMs: faster.warmMs });
-    } catch (e) {
-      console.warn(`WebGPU unavailable, staying on the CPU: ${message(e)}`);
+  const why = {
+    cpu: "the CPU was chosen in the Backend menu",
+    webgpu: "WebGPU was chosen in the Backend menu",
+    auto: adapter?.hardware ? `trying WebGPU (${adapter?.name}) in the background` : adapter?.why,
+  }[backend];
+  const { fromCache } = await files;
+  post({ id, type: "loaded", backend: ready.next.backend, warm: ready.warm, fromCache, why });
+  if (adapter?.hardware) await compare(id, generation, files, ready.warm, adapter.name);
+}
+
+// Build the model on WebGPU too, and keep it only if a warm classification there is faster.
+async function compare(id, generation, files, cpu, name) {
+  const answer = (backend, why) => post({ id, type: "backend", backend, why });
+  try {
+    const gpu = await build("webgpu", files, () => {});
+    if (generation !== loading) return gpu.next.free();
+    const timing = `WebGPU (${name}) ${ms(gpu.warm.warm_ms)} a classification, the CPU ${ms(cpu.warm_ms)}`;
+    if (gpu.warm.warm_ms < cpu.warm_ms) {
+      swap(gpu.next);
+      answer("webgpu", `faster here: ${timing}`);
+    } else {
+      gpu.next.free();
+      answer("cpu", `the CPU is faster here: ${timing}`);
     }
+  } catch (e) {
+    if (generation === loading) answer("cpu", `WebGPU failed, so the CPU answers: ${message(e)}`);
   }
 }
 
@@ -90,8 +115,8 @@ async function build(kind, files, progress) {
   progress("preparing");
   const next = await exclusive(() => module.WebClassifier.create(bytes, kind));
   progress("warming");
-  const warmMs = await exclusive(() => next.warmUp());
-  return { next, warmMs };
+  const warm = await exclusive(() => next.warmUp());
+  return { next, warm };
 }
 
 async function wasmModule(kind, progress) {

@@ -30,11 +30,13 @@ export class WebClassifier {
      */
     profile(image?: Uint8Array | number[] | null, caption?: string | null): Promise<any>;
     /**
-     * Classify a synthetic pair once, so the first real classification does not pay for the
-     * first allocations (and, on WebGPU, shader compilation). Resolves to the milliseconds
-     * it took.
+     * Run synthetic inputs through every kernel a classification can need (on WebGPU, each
+     * caption length bucket once: shader compilation happens here, not on the user's first
+     * classification), then time two more warm classifications. Resolves to
+     * `{first_ms, warm_ms}`: the warm-up itself, and the faster warm run (what the page
+     * compares backends by).
      */
-    warmUp(): Promise<number>;
+    warmUp(): Promise<any>;
     /**
      * `"webgpu"` or `"cpu"`.
      */

@@ -135,10 +135,12 @@ export class WebClassifier {
         return ret;
     }
     /**
-     * Classify a synthetic pair once, so the first real classification does not pay for the
-     * first allocations (and, on WebGPU, shader compilation). Resolves to the milliseconds
-     * it took.
-     * @returns {Promise<number>}
+     * Run synthetic inputs through every kernel a classification can need (on WebGPU, each
+     * caption length bucket once: shader compilation happens here, not on the user's first
+     * classification), then time two more warm classifications. Resolves to
+     * `{first_ms, warm_ms}`: the warm-up itself, and the faster warm run (what the page
+     * compares backends by).
+     * @returns {Promise<any>}
      */
     warmUp() {
         const ret = wasm.webclassifier_warmUp(this.__wbg_ptr);
@@ -344,7 +346,7 @@ function __wbg_get_imports() {
             return ret;
         },
         __wbindgen_generic_0000000000000001: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 2283, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 2249, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
             const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h0531fd743f4bc429);
             return ret;
         },

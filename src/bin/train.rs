@@ -7,7 +7,7 @@ use anyhow::Result;
 use burn::prelude::Device;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use mvsa_model::ModelConfig;
-use mvsa_model::config::{ImageBranchConfig, TextBranchConfig};
+use mvsa_model::config::{Fusion, ImageBranchConfig, TextBranchConfig};
 use mvsa_sentiment::Trainer;
 use mvsa_sentiment::cli::{self, Bars};
 use mvsa_sentiment::pretrained::EncoderFiles;
@@ -62,6 +62,10 @@ struct Args {
     /// Train on a stratified subset of this many labelled pairs (quick runs).
     #[arg(long)]
     limit: Option<usize>,
+    /// Cross-validate over K stratified folds of every labelled pair (mean ± sd of each
+    /// score), then train the model on all of them for the epoch count the folds chose.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u16).range(2..))]
+    cv: Option<u16>,
     /// Epochs without a better validation score before stopping.
     #[arg(long)]
     patience: Option<usize>,
@@ -80,6 +84,17 @@ struct Args {
     /// Side of the square picture the scratch CNN sees (the pretrained CNNs see 224).
     #[arg(long, default_value_t = presets::SMALL_IMAGE_SIZE)]
     image_size: usize,
+    /// Spell emoji out as their names before tokenising ("😭" → "loudly crying face").
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    emoji_names: bool,
+    /// How the two branches are combined: an MLP over their features, or a linear layer over
+    /// their heads' class scores (late fusion).
+    #[arg(long, value_enum, default_value_t = FusionArg::Features)]
+    fusion: FusionArg,
+    /// Sets of heads trained side by side on the same encoder features, their probabilities
+    /// averaged (an ensemble; each set is a few hundred kilobytes).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    heads: u16,
     /// Dropout on each branch's features [default: 0.3].
     #[arg(long)]
     dropout: Option<f64>,
@@ -106,8 +121,9 @@ struct Args {
     /// Folder of the frozen encoders' feature cache.
     #[arg(long, env = "MVSA_FEATURES", default_value_os_t = cli::cache_dir("features"))]
     feature_cache: PathBuf,
-    /// Train nothing: rewrite this model folder's config.json in the current format and list
-    /// the folder in the models.json beside it (created if missing).
+    /// Train nothing: rewrite this model folder's config.json in the current format, redraw
+    /// its plots from its metrics.json, and list the folder in the models.json beside it
+    /// (created if missing).
     #[arg(long, value_name = "FOLDER", exclusive = true)]
     register: Option<PathBuf>,
     /// No progress bars or per-epoch lines.
@@ -136,6 +152,12 @@ enum TextEncoder {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+enum FusionArg {
+    Features,
+    Scores,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum Weights {
     F32,
     F16,
@@ -160,6 +182,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<()> {
     if let Some(dir) = &args.register {
         report::upgrade(dir)?;
+        report::draw(dir, &MetricsFile::read(dir)?)?;
         let manifest = report::manifest_beside(dir);
         report::register(dir, &manifest)?;
         println!("{} listed in {}", dir.display(), manifest.display());
@@ -211,6 +234,14 @@ fn model_config(args: &Args, encoders: &EncoderFiles) -> Result<ModelConfig> {
         }
     };
     let mut config = ModelConfig::new(image, text);
+    if let Some(text) = config.text.as_mut() {
+        text.preprocess.emoji_names = args.emoji_names;
+    }
+    config.heads = args.heads.into();
+    config.fusion = match args.fusion {
+        FusionArg::Features => Fusion::Features,
+        FusionArg::Scores => Fusion::Scores,
+    };
     if let Some(dropout) = args.dropout {
         config.dropout = dropout;
     }
@@ -229,6 +260,7 @@ fn options(args: &Args, model: &ModelConfig) -> TrainingOptions {
         seed: args.seed.unwrap_or(preset.seed),
         val_fraction: args.val_fraction.unwrap_or(preset.val_fraction),
         limit: args.limit.or(preset.limit),
+        cv: args.cv.map(usize::from).or(preset.cv),
         patience: args.patience.unwrap_or(preset.patience),
         select: match args.select {
             Some(Select::Accuracy) => Selection::Accuracy,
@@ -248,6 +280,30 @@ fn options(args: &Args, model: &ModelConfig) -> TrainingOptions {
 }
 
 fn summarise(metrics: &MetricsFile) {
+    if let Some(cv) = &metrics.cross_validation {
+        let line = |name: &str, s: &mvsa_sentiment::training::cv::Spread| {
+            println!(
+                "{name}: accuracy {:.4} ± {:.4}, macro-F1 {:.4} ± {:.4}, weighted-F1 {:.4} ± {:.4}",
+                s.accuracy.mean,
+                s.accuracy.sd,
+                s.macro_f1.mean,
+                s.macro_f1.sd,
+                s.weighted_f1.mean,
+                s.weighted_f1.sd
+            )
+        };
+        println!(
+            "{}-fold cross-validation over {} pairs, {} epochs (then trained on all of them):",
+            cv.folds, cv.pairs, cv.epochs
+        );
+        line("  fused", &cv.fused);
+        for (name, s) in [("  image branch", &cv.image), ("  text branch", &cv.text)] {
+            if let Some(s) = s {
+                line(name, s);
+            }
+        }
+        return;
+    }
     let v = &metrics.validation;
     println!(
         "validation ({} pairs, epoch {} of {}): accuracy {:.4}, macro-F1 {:.4}, weighted-F1 {:.4}",

@@ -64,6 +64,10 @@ pub struct TrainingOptions {
     pub val_fraction: f64,
     /// Use only this many labelled pairs (a stratified subset), for quick runs.
     pub limit: Option<usize>,
+    /// Cross-validate over this many stratified folds first, then train on every pair for the
+    /// epoch count where the folds' mean score peaked (instead of holding out a split).
+    #[serde(default)]
+    pub cv: Option<usize>,
     /// Stop after this many epochs without a better validation score.
     pub patience: usize,
     pub select: Selection,
@@ -107,6 +111,7 @@ impl TrainingOptions {
             seed: 42,
             val_fraction: 0.15,
             limit: None,
+            cv: None,
             patience: 5,
             select: Selection::Accuracy,
             class_weight_power: 0.5,

@@ -108,6 +108,11 @@ impl Regime for FineTune {
         }
     }
 
+    /// Captions run at their own length: batch those of similar length together.
+    fn length(&self, example: &States) -> Option<usize> {
+        Some(example.states.len() / self.hidden.max(1))
+    }
+
     /// The top layers learn at the fine-tuning rate; the heads at the options' `lr`.
     fn lr_groups(&self, model: &SentimentModel<Precomputed, MiniLmTop>) -> Vec<(ParamGroup, f64)> {
         model

@@ -52,6 +52,13 @@ pub trait Regime {
         device: &Device,
     ) -> Batch<Self::Image, Self::Text>;
 
+    /// How long an example is where a batch pads to its longest (captions at their own
+    /// length): each epoch then batches pairs of similar length together, which saves the
+    /// padding's compute. `None` (the default): batches are taken as shuffled.
+    fn length(&self, _example: &Self::Example) -> Option<usize> {
+        None
+    }
+
     /// Parameters that learn at their own initial rate (everything else: the options' `lr`).
     fn lr_groups(
         &self,
@@ -108,26 +115,17 @@ impl Evaluation {
     }
 }
 
-/// The kept epoch's model (a validation snapshot), how training went, and its evaluation.
-pub struct Fitted<R: Regime> {
-    pub model: SentimentModel<R::Image, R::Text>,
-    pub history: Vec<EpochLog>,
-    pub best_epoch: usize,
-    pub evaluation: Evaluation,
-}
-
 /// Evaluate `model` on `examples` with `regime`'s batches (no augmentation).
 pub fn evaluate<R: Regime>(
     regime: &R,
     model: &SentimentModel<R::Image, R::Text>,
-    examples: &[Labelled<R::Example>],
+    examples: &[&Labelled<R::Example>],
     labels: &[String],
     device: &Device,
 ) -> Result<Evaluation> {
     let mut scores = Vec::with_capacity(examples.len());
     for chunk in examples.chunks(64) {
-        let chunk: Vec<&Labelled<R::Example>> = chunk.iter().collect();
-        let batch = regime.batch(&chunk, None, device);
+        let batch = regime.batch(chunk, None, device);
         scores.extend(
             model
                 .forward(batch.image, batch.text)?
@@ -139,64 +137,87 @@ pub fn evaluate<R: Regime>(
     Ok(Evaluation::new(labels, &scores, &actual))
 }
 
-/// The kept epoch so far.
-struct Best<R: Regime> {
-    score: f64,
-    epoch: usize,
-    model: SentimentModel<R::Image, R::Text>,
-    evaluation: Evaluation,
+/// When a fit stops and which epoch's model it keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The epoch with the best validation score, stopping `patience` epochs after it.
+    BestValidation,
+    /// Every epoch up to this one (of a schedule `options.epochs` long), keeping the last:
+    /// cross-validation folds (all epochs, to average their curves) and the final fit on every
+    /// pair (the epoch the folds chose, nothing held out).
+    After(usize),
 }
 
-/// Train `regime` on `train`, keeping the epoch with the best score on `valid`.
+/// The kept epoch's model, how training went, and the evaluation of every epoch (none when
+/// nothing was held out).
+pub struct Fitted<R: Regime> {
+    pub model: SentimentModel<R::Image, R::Text>,
+    pub history: Vec<EpochLog>,
+    pub best_epoch: usize,
+    pub evaluations: Vec<Evaluation>,
+}
+
+impl<R: Regime> Fitted<R> {
+    /// The kept epoch's evaluation.
+    pub fn evaluation(&self) -> Option<&Evaluation> {
+        self.evaluations.get(self.best_epoch.checked_sub(1)?)
+    }
+}
+
+/// Train `regime` on `train`, evaluating every epoch on `valid` (which may be empty with
+/// [`Stop::After`]), and keep the epoch `stop` says.
+#[allow(clippy::too_many_arguments)]
 pub fn fit<R: Regime>(
     regime: &R,
-    train: &[Labelled<R::Example>],
-    valid: &[Labelled<R::Example>],
+    train: &[&Labelled<R::Example>],
+    valid: &[&Labelled<R::Example>],
     labels: &[String],
     options: &TrainingOptions,
+    stop: Stop,
     device: &Device,
     progress: &dyn Progress,
 ) -> Result<Fitted<R>> {
+    let last = match stop {
+        Stop::BestValidation => options.epochs,
+        Stop::After(epoch) => epoch.min(options.epochs),
+    };
+    ensure!(
+        !valid.is_empty() || stop != Stop::BestValidation,
+        "nothing held out to choose an epoch by"
+    );
     let mut learner = Learner::new(regime, train, labels.len(), options, device, progress)?;
-    let mut train_loss;
-    let mut history = Vec::new();
-    let mut best: Option<Best<R>> = None;
-    for epoch in 1..=options.epochs {
+    let (mut history, mut evaluations) = (Vec::new(), Vec::new());
+    let mut best: Option<Kept<R>> = None;
+    for epoch in 1..=last {
         let started = Instant::now();
+        let train_loss;
         (learner, train_loss) = learner.epoch(regime, train, epoch, progress)?;
         let snapshot = learner.model.valid();
-        let evaluation = evaluate(regime, &snapshot, valid, labels, device)?;
-        let log = EpochLog {
-            epoch,
-            train_loss,
-            val_loss: evaluation.loss,
-            val_accuracy: evaluation.fused.accuracy,
-            val_macro_f1: evaluation.fused.macro_f1,
-            seconds: started.elapsed().as_secs_f64(),
+        let evaluation = match valid.is_empty() {
+            true => None,
+            false => Some(evaluate(regime, &snapshot, valid, labels, device)?),
         };
+        let log = epoch_log(epoch, train_loss, evaluation.as_ref(), started);
         let score = match options.select {
             Selection::Accuracy => log.val_accuracy,
             Selection::MacroF1 => log.val_macro_f1,
         };
-        let improved = best.as_ref().is_none_or(|b| score > b.score);
-        progress.note(&format!(
-            "epoch {epoch:>3}  train loss {:.4}  val loss {:.4}  acc {:.4}  macro-F1 {:.4}  {:.1}s{}",
-            log.train_loss,
-            log.val_loss,
-            log.val_accuracy,
-            log.val_macro_f1,
-            log.seconds,
-            if improved { "  *" } else { "" }
-        ));
+        let improved = match stop {
+            Stop::BestValidation => best.as_ref().is_none_or(|b| score > b.score),
+            Stop::After(_) => epoch == last,
+        };
+        progress.note(&epoch_line(&log, improved));
         history.push(log);
+        evaluations.extend(evaluation);
         if improved {
-            best = Some(Best {
+            best = Some(Kept {
                 score,
                 epoch,
                 model: snapshot,
-                evaluation,
             });
-        } else if epoch - best.as_ref().map_or(0, |b| b.epoch) >= options.patience {
+        } else if stop == Stop::BestValidation
+            && epoch - best.as_ref().map_or(0, |b| b.epoch) >= options.patience
+        {
             progress.note(&format!(
                 "early stop: no better validation score for {} epochs",
                 options.patience
@@ -204,16 +225,57 @@ pub fn fit<R: Regime>(
             break;
         }
     }
-    let Some(best) = best else {
+    let Some(kept) = best else {
         bail!("no epoch was run");
     };
-    progress.note(&format!("kept epoch {}", best.epoch));
+    progress.note(&format!("kept epoch {}", kept.epoch));
     Ok(Fitted {
-        model: best.model,
+        model: kept.model,
         history,
-        best_epoch: best.epoch,
-        evaluation: best.evaluation,
+        best_epoch: kept.epoch,
+        evaluations,
     })
+}
+
+/// The epoch kept so far, and its score.
+struct Kept<R: Regime> {
+    score: f64,
+    epoch: usize,
+    model: SentimentModel<R::Image, R::Text>,
+}
+
+/// One epoch's line of the log (validation numbers are NaN when nothing was held out).
+fn epoch_log(
+    epoch: usize,
+    train_loss: f64,
+    evaluation: Option<&Evaluation>,
+    started: Instant,
+) -> EpochLog {
+    EpochLog {
+        epoch,
+        train_loss,
+        val_loss: evaluation.map_or(f64::NAN, |e| e.loss),
+        val_accuracy: evaluation.map_or(f64::NAN, |e| e.fused.accuracy),
+        val_macro_f1: evaluation.map_or(f64::NAN, |e| e.fused.macro_f1),
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+fn epoch_line(log: &EpochLog, kept: bool) -> String {
+    let valid = match log.val_loss.is_nan() {
+        true => String::new(),
+        false => format!(
+            "  val loss {:.4}  acc {:.4}  macro-F1 {:.4}",
+            log.val_loss, log.val_accuracy, log.val_macro_f1
+        ),
+    };
+    format!(
+        "epoch {:>3}  train loss {:.4}{valid}  {:.1}s{}",
+        log.epoch,
+        log.train_loss,
+        log.seconds,
+        if kept { "  *" } else { "" }
+    )
 }
 
 /// The module being trained, on the autodiff device, with its optimiser, schedule, loss and
@@ -231,7 +293,7 @@ struct Learner<R: Regime> {
 impl<R: Regime> Learner<R> {
     fn new(
         regime: &R,
-        train: &[Labelled<R::Example>],
+        train: &[&Labelled<R::Example>],
         classes: usize,
         options: &TrainingOptions,
         device: &Device,
@@ -259,17 +321,15 @@ impl<R: Regime> Learner<R> {
     fn epoch(
         mut self,
         regime: &R,
-        train: &[Labelled<R::Example>],
+        train: &[&Labelled<R::Example>],
         epoch: usize,
         progress: &dyn Progress,
     ) -> Result<(Self, f64)> {
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut self.rng);
-        let batches = order.len().div_ceil(self.batch_size);
-        progress.begin(&format!("epoch {epoch}"), batches);
+        let batches = self.batches(regime, train);
+        progress.begin(&format!("epoch {epoch}"), batches.len());
         let mut loss_sum = 0.0;
-        for (b, chunk) in order.chunks(self.batch_size).enumerate() {
-            let examples: Vec<&Labelled<R::Example>> = chunk.iter().map(|&i| &train[i]).collect();
+        for (b, chunk) in batches.iter().enumerate() {
+            let examples: Vec<&Labelled<R::Example>> = chunk.iter().map(|&i| train[i]).collect();
             let batch = regime.batch(&examples, Some(&mut self.rng), &self.device);
             let output = self.model.forward(batch.image, batch.text)?;
             let total = self.loss.forward(output, batch.labels);
@@ -284,7 +344,29 @@ impl<R: Regime> Learner<R> {
             progress.advance(1, Some(&format!("loss {:.4}", loss_sum / (b + 1) as f64)));
         }
         progress.finish();
-        Ok((self, loss_sum / batches as f64))
+        Ok((self, loss_sum / batches.len() as f64))
+    }
+
+    /// This epoch's batches: a new random order; where examples have lengths, sorted by length
+    /// within windows of 16 batches and the batches then shuffled (every batch still a random
+    /// draw, but of similar lengths).
+    fn batches(&mut self, regime: &R, train: &[&Labelled<R::Example>]) -> Vec<Vec<usize>> {
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        order.shuffle(&mut self.rng);
+        let lengths: Option<Vec<usize>> = train.iter().map(|e| regime.length(&e.input)).collect();
+        let Some(lengths) = lengths else {
+            return order
+                .chunks(self.batch_size)
+                .map(<[usize]>::to_vec)
+                .collect();
+        };
+        let mut batches = Vec::with_capacity(order.len().div_ceil(self.batch_size));
+        for window in order.chunks_mut(self.batch_size * 16) {
+            window.sort_by_key(|&i| lengths[i]);
+            batches.extend(window.chunks(self.batch_size).map(<[usize]>::to_vec));
+        }
+        batches.shuffle(&mut self.rng);
+        batches
     }
 }
 
@@ -319,7 +401,7 @@ struct WeightedLoss {
 
 impl WeightedLoss {
     fn new<X>(
-        train: &[Labelled<X>],
+        train: &[&Labelled<X>],
         classes: usize,
         options: &TrainingOptions,
         device: &Device,
@@ -341,7 +423,16 @@ impl WeightedLoss {
         }
     }
 
+    /// The loss of one set of heads; an ensemble's is its members' mean (each member learns as
+    /// if alone).
     fn forward(&self, output: ModelOutput, targets: Tensor<1, Int>) -> Tensor<1> {
+        let n = output.members.len() as f64;
+        let mut members = output.members.into_iter();
+        if let Some(first) = members.next() {
+            let first = self.forward(first, targets.clone());
+            let sum = members.fold(first, |sum, m| sum + self.forward(m, targets.clone()));
+            return sum / n;
+        }
         let mut total = self.loss.forward(output.fused, targets.clone());
         if let (Some(image), Some(text)) = (output.image, output.text) {
             for logits in [image, text] {

@@ -1,7 +1,6 @@
-//! What the frozen pretrained encoders compute for every pair, once per run: picture and
-//! caption features (kept in the on-disk [`FeatureCache`], so a retrain computes only what is
-//! new) and MiniLM's hidden states below the fine-tuned layers (kept in memory: they are as
-//! long as the caption).
+//! What the frozen pretrained encoders compute for every pair: picture and caption features,
+//! and MiniLM's hidden states below the fine-tuned layers (a row per token), all kept in the
+//! on-disk [`FeatureCache`], so a retrain computes only what is new.
 
 use std::path::Path;
 use std::time::Instant;
@@ -83,33 +82,39 @@ pub fn text_features(
 }
 
 /// MiniLM's hidden states after `lower`'s layers for every caption, each `[tokens, hidden]`
-/// row-major (padding dropped).
+/// row-major (padding dropped); from the feature cache where it has them.
 pub fn lower_states(
     lower: &MiniLm,
+    branch: &TextBranchConfig,
     text: &TextPreprocessor,
     samples: &[Sample],
+    cache_dir: &Path,
     device: &Device,
     progress: &dyn Progress,
-) -> Result<Vec<Vec<f32>>> {
-    progress.begin("caption states", samples.len());
-    let mut out = Vec::with_capacity(samples.len());
-    for chunk in samples.chunks(CHUNK) {
-        let captions: Vec<&str> = chunk.iter().map(|s| s.caption.as_str()).collect();
+) -> Result<Computed> {
+    let layers = lower.layers();
+    let setting = format!("{} lower {layers}", serde_json::to_string(branch)?);
+    let keys: Vec<u64> = samples
+        .iter()
+        .map(|s| mvsa_model::fnv1a([setting.as_bytes(), s.caption.as_bytes()]))
+        .collect();
+    let hidden = TextEncoder::features(&branch.encoder);
+    let name = format!("{}-states{layers}", branch.encoder.name());
+    let cache = FeatureCache::open(cache_dir, &name, hidden);
+    cached(cache, "caption states", &keys, progress, |chunk| {
+        let captions: Vec<&str> = chunk.iter().map(|&i| samples[i].caption.as_str()).collect();
         let tokens = tokens_of(text, &captions)?;
-        let lens: Vec<usize> = tokens.iter().map(Tokens::len).collect();
         let states = lower.hidden_states(batch_of(text, &tokens, device)).states;
         let [_, width, hidden] = states.dims();
         let values = states
             .into_data()
             .try_into_vec::<f32>()
             .map_err(|e| anyhow!("reading states: {e:?}"))?;
-        for (i, len) in lens.into_iter().enumerate() {
-            out.push(values[i * width * hidden..][..len * hidden].to_vec());
-        }
-        progress.advance(chunk.len(), None);
-    }
-    progress.finish();
-    Ok(out)
+        let rows = tokens.iter().enumerate();
+        Ok(rows
+            .map(|(i, t)| values[i * width * hidden..][..t.len() * hidden].to_vec())
+            .collect())
+    })
 }
 
 fn tokens_of(text: &TextPreprocessor, captions: &[&str]) -> Result<Vec<Tokens>> {

@@ -1,4 +1,5 @@
-//! Training: the run's config and regime ([`config`]), the stratified split ([`split`]), the
+//! Training: the run's config and regime ([`config`]), the stratified split and folds
+//! ([`split`]), cross-validation over the folds ([`cv`]), the
 //! frozen encoders' cached outputs ([`inputs`]), one generic epoch loop ([`fit`]) and one type
 //! per regime: [`scratch::Scratch`] (end to end, augmented), [`heads::Heads`] (heads on cached
 //! features), [`finetune::FineTune`] (heads plus MiniLM's top layers on cached lower states).
@@ -6,6 +7,7 @@
 //! them.
 
 pub mod config;
+pub mod cv;
 pub mod finetune;
 pub mod fit;
 pub mod heads;
@@ -28,7 +30,8 @@ pub struct EpochLog {
     pub seconds: f64,
 }
 
-/// How long the frozen encoders took over the pairs the feature cache lacked.
+/// How long the frozen encoders took over the pairs the feature cache lacked (`text`: MiniLM's
+/// caption features, or, fine-tuning, its states below the fine-tuned layers).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct FeatureTiming {
     pub pairs: usize,

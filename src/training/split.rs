@@ -24,6 +24,27 @@ pub fn stratified_split(labels: &[usize], fraction: f64, seed: u64) -> (Vec<usiz
     (train, valid)
 }
 
+/// Stratified, seeded `k`-fold cross-validation: the held-out indices of each fold (ascending).
+/// Each class's pairs are shuffled and dealt to the folds in turn, so every pair is held out
+/// exactly once and each fold keeps every class's share to within one pair.
+pub fn stratified_folds(labels: &[usize], k: usize, seed: u64) -> Vec<Vec<usize>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let classes = labels.iter().copied().max().map_or(0, |m| m + 1);
+    let k = k.max(1);
+    let mut folds = vec![Vec::new(); k];
+    let mut next = 0;
+    for class in 0..classes {
+        let mut members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
+        members.shuffle(&mut rng);
+        for i in members {
+            folds[next % k].push(i);
+            next += 1;
+        }
+    }
+    folds.iter_mut().for_each(|f| f.sort_unstable());
+    folds
+}
+
 /// A stratified subset of about `limit` of the `labels` (all of them when there are fewer):
 /// indices in ascending order.
 pub fn stratified_subset(labels: &[usize], limit: usize, seed: u64) -> Vec<usize> {
@@ -64,5 +85,36 @@ mod tests {
             (train.clone(), valid.clone())
         );
         assert_ne!(stratified_split(&labels, 0.2, 8).1, valid);
+    }
+
+    #[test]
+    fn folds_are_stratified_disjoint_and_cover_every_pair() {
+        let labels: Vec<usize> = (0..103).map(|i| [2, 2, 2, 0, 0, 1][i % 6]).collect();
+        let folds = stratified_folds(&labels, 5, 3);
+        assert_eq!(folds.len(), 5);
+        let mut seen: Vec<usize> = folds.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            (0..103).collect::<Vec<_>>(),
+            "each pair held out exactly once"
+        );
+        for class in 0..3 {
+            let total = labels.iter().filter(|&&l| l == class).count() as f64;
+            for fold in &folds {
+                let n = fold.iter().filter(|&&i| labels[i] == class).count() as f64;
+                assert!(
+                    (n - total / 5.0).abs() <= 1.0,
+                    "class {class}: {n} of {total}"
+                );
+            }
+        }
+        let sizes: Vec<usize> = folds.iter().map(Vec::len).collect();
+        assert!(
+            sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1,
+            "{sizes:?}"
+        );
+        assert_eq!(stratified_folds(&labels, 5, 3), folds);
+        assert_ne!(stratified_folds(&labels, 5, 4), folds);
     }
 }

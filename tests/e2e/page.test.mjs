@@ -8,6 +8,11 @@ import path from "node:path";
 import { chromiumArgs, launchChromium, models, root, startServer } from "../../scripts/harness.mjs";
 
 const fixture = (name) => path.join(root, "tests/fixtures/mini/data", name);
+// Waits are on states (a selector, a function) and end as soon as the state is reached; these
+// bounds only stop a hung page. Software WebGPU on a busy 2-core machine takes minutes to warm
+// up, so they are generous.
+const WORK = 600_000;
+const TEST = 1_200_000;
 let server;
 let browser;
 let base;
@@ -24,7 +29,7 @@ after(async () => {
 });
 
 async function readResult(page) {
-  await page.locator("#result").waitFor({ state: "visible", timeout: 120_000 });
+  await page.locator("#result").waitFor({ state: "visible", timeout: WORK });
   const label = (await page.locator("#label").textContent()).trim();
   const probs = await page
     .locator("#fused .bar")
@@ -33,7 +38,7 @@ async function readResult(page) {
 }
 
 for (const backend of ["cpu", "auto", "webgpu"]) {
-  test(`classify, reject a non-image, classify again (backend=${backend})`, { timeout: 300_000 }, async () => {
+  test(`classify, reject a non-image, classify again (backend=${backend})`, { timeout: TEST }, async () => {
     const page = await browser.newPage();
     const errors = [];
     page.on("pageerror", (e) => errors.push(e.message));
@@ -45,22 +50,27 @@ for (const backend of ["cpu", "auto", "webgpu"]) {
     });
     if (backend === "webgpu" && fallback === null) {
       // Forcing WebGPU without an adapter is a message, not a broken page.
-      await page.locator("#error").waitFor({ state: "visible", timeout: 120_000 });
+      await page.locator("#error").waitFor({ state: "visible", timeout: WORK });
       assert.match(await page.locator("#error").textContent(), /WebGPU/);
       console.log("backend=webgpu: this browser has no adapter; the page says so");
       await page.close();
       return;
     }
-    await page.waitForSelector("body[data-ready]", { timeout: 120_000 });
+    await page.waitForSelector("body[data-ready]", { timeout: WORK });
     const badge = (await page.locator("#backend").textContent()).trim();
     assert.ok(["WebGPU", "CPU (wasm)"].includes(badge), badge);
     if (backend === "cpu") assert.equal(badge, "CPU (wasm)");
     if (backend === "webgpu") assert.equal(badge, "WebGPU");
     // `auto` leaves a software adapter (SwiftShader here) for the faster CPU backend; on a
     // hardware adapter it starts on the CPU and WebGPU takes over once warmed up.
-    if (backend === "auto" && fallback !== false) assert.equal(badge, "CPU (wasm)");
+    if (backend === "auto" && fallback !== false) {
+      assert.equal(badge, "CPU (wasm)");
+      // The tooltip says why: the adapter is a software fallback, or there is none.
+      const why = await page.locator("#backend").getAttribute("title");
+      assert.match(why, fallback ? /software fallback/ : /no WebGPU/, why);
+    }
     if (backend === "auto" && fallback === false) {
-      await page.waitForSelector('body[data-backend="webgpu"]', { timeout: 120_000 });
+      await page.waitForSelector('body[data-backend="webgpu"]', { timeout: WORK });
     }
     console.log(`backend=${backend}: the page runs on ${badge}`);
 
@@ -90,20 +100,49 @@ for (const backend of ["cpu", "auto", "webgpu"]) {
   });
 }
 
-test("switch to the small model and back, each stating its size and accuracy", { timeout: 300_000 }, async () => {
+test("the Backend menu forces a backend, and the choice is remembered across a reload", { timeout: TEST }, async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(`${base}/index.html?model=small`);
+  await page.waitForSelector("body[data-ready]", { timeout: WORK });
+  assert.equal(await page.locator("#backend-choice").inputValue(), "auto");
+  const hasAdapter = await page.evaluate(async () => Boolean(await navigator.gpu?.requestAdapter()));
+  const forced = hasAdapter ? "webgpu" : "cpu";
+  const badge = forced === "webgpu" ? "WebGPU" : "CPU (wasm)";
+  await page.selectOption("#backend-choice", forced);
+  await page.waitForFunction((b) => document.body.dataset.backend === b && !document.querySelector("#loader:not([hidden])"), forced, { timeout: WORK });
+  assert.equal((await page.locator("#backend").textContent()).trim(), badge);
+  assert.match(await page.locator("#backend").getAttribute("title"), /chosen in the Backend menu/);
+  await page.reload();
+  await page.waitForSelector("body[data-ready]", { timeout: WORK });
+  assert.equal(await page.locator("#backend-choice").inputValue(), forced);
+  assert.equal((await page.locator("#backend").textContent()).trim(), badge);
+  await page.setInputFiles("#file", fixture("4066.jpg"));
+  await page.click("#classify");
+  const { probs } = await readResult(page);
+  assert.equal(probs.length, 3);
+  console.log(`the Backend menu's ${forced} was kept across a reload`);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("switch to the small model and back, each stating its size and accuracy", { timeout: TEST }, async () => {
   const page = await browser.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
   await page.goto(`${base}/index.html?backend=cpu`);
-  await page.waitForSelector('body[data-model="model"]', { timeout: 120_000 });
+  await page.waitForSelector('body[data-model="model"]', { timeout: WORK });
   // The menu is the manifest: each choice states its download size and validation accuracy.
   const options = await page.locator("#model option").allTextContents();
   assert.equal(options.length, models().length);
-  for (const text of options) assert.match(text, /\d+(\.\d+)? MB, \d+\.\d % validation accuracy/);
+  for (const text of options) assert.match(text, /\d+(\.\d+)? MB, \d+\.\d % (validation accuracy|expected accuracy \(cross-validated\))/);
 
   await page.selectOption("#model", "model-small");
-  await page.waitForSelector('body[data-model="model-small"]', { timeout: 120_000 });
-  assert.match(await page.locator("#metrics-text").textContent(), /accuracy/);
+  await page.waitForSelector('body[data-model="model-small"]', { timeout: WORK });
+  // The shipped models were cross-validated: their figures come with their spread over the folds.
+  assert.match(await page.locator("#metrics-text").textContent(), /cross-validation over 3,400 labelled pairs.*accuracy \d+\.\d ± \d+\.\d %/);
   assert.match(await page.locator("#confusion").getAttribute("src"), /model-small\/confusion\.svg$/);
   await page.setInputFiles("#file", fixture("4066.jpg"));
   await page.fill("#caption", "Such a happy sunny day with friends #love");
@@ -112,7 +151,7 @@ test("switch to the small model and back, each stating its size and accuracy", {
   assert.equal(small.probs.length, 3);
 
   await page.selectOption("#model", "model");
-  await page.waitForSelector('body[data-model="model"]', { timeout: 120_000 });
+  await page.waitForSelector('body[data-model="model"]', { timeout: WORK });
   await page.click("#classify");
   const big = await readResult(page);
   assert.ok(Math.abs(big.probs.reduce((a, b) => a + b, 0) - 1) < 1e-3);
@@ -120,10 +159,10 @@ test("switch to the small model and back, each stating its size and accuracy", {
   await page.close();
 });
 
-test("?model= picks a model of the manifest", { timeout: 300_000 }, async () => {
+test("?model= picks a model of the manifest", { timeout: TEST }, async () => {
   const page = await browser.newPage();
   await page.goto(`${base}/index.html?backend=cpu&model=small`);
-  await page.waitForSelector('body[data-model="model-small"]', { timeout: 120_000 });
+  await page.waitForSelector('body[data-model="model-small"]', { timeout: WORK });
   assert.equal(await page.locator("#model").inputValue(), "model-small");
   await page.close();
 });
@@ -135,7 +174,7 @@ test("the wasm tests start Chromium with the same flags", () => {
   assert.deepEqual(args, chromiumArgs.filter((a) => a !== "--no-sandbox"));
 });
 
-test("the main thread keeps drawing while the worker loads and classifies", { timeout: 300_000 }, async () => {
+test("the main thread keeps drawing while the worker loads and classifies", { timeout: TEST }, async () => {
   const page = await browser.newPage();
   // Count animation frames and long main-thread tasks from the first script on.
   await page.addInitScript(() => {
@@ -151,7 +190,7 @@ test("the main thread keeps drawing while the worker loads and classifies", { ti
     }).observe({ type: "longtask", buffered: true });
   });
   await page.goto(`${base}/index.html?backend=cpu`);
-  await page.waitForSelector("body[data-ready]", { timeout: 120_000 });
+  await page.waitForSelector("body[data-ready]", { timeout: WORK });
   await page.setInputFiles("#file", fixture("4066.jpg"));
   await page.fill("#caption", "Such a happy sunny day with friends #love");
   const before = await page.evaluate(() => window.frames_);
@@ -165,11 +204,13 @@ test("the main thread keeps drawing while the worker loads and classifies", { ti
   assert.equal(await page.locator("#classify").textContent(), "Classify");
   const longTasks = await page.evaluate(() => window.longTasks);
   console.log(`frames during one classification: ${after - before}; long main-thread tasks: ${JSON.stringify(longTasks.map(Math.round))}`);
-  assert.ok(longTasks.every((ms) => ms < 200), `main-thread tasks of ${longTasks} ms`);
+  // The browser reports every main-thread task over 50 ms; with the model in a worker there
+  // should be none at all while it loads and classifies.
+  assert.deepEqual(longTasks.map(Math.round), [], "long main-thread tasks");
   await page.close();
 });
 
-test("downloads show progress, come from the cache the second time, and old caches go", { timeout: 300_000 }, async () => {
+test("downloads show progress, come from the cache the second time, and old caches go", { timeout: TEST }, async () => {
   // The small model through a server that sends 1 MB a second.
   const slow = await startServer({ throttle: 1_000_000 });
   const context = await browser.newContext();
@@ -197,7 +238,7 @@ test("downloads show progress, come from the cache the second time, and old cach
     assert.equal(names.filter((n) => n.startsWith("mvsa:model-small:")).length, 1, String(names));
 
     await page.reload();
-    await page.waitForSelector("body[data-ready]", { timeout: 120_000 });
+    await page.waitForSelector("body[data-ready]", { timeout: WORK });
     assert.equal(await page.locator("body").getAttribute("data-from-cache"), "true");
     await page.setInputFiles("#file", fixture("4066.jpg"));
     await page.click("#classify");

@@ -97,6 +97,40 @@ impl Classifier {
         }
     }
 
+    /// Pad captions to a few fixed lengths ([`crate::preprocess::LENGTH_BUCKETS`]): for a GPU
+    /// backend, whose kernels are compiled per shape, so that a warm-up compiles them all.
+    pub fn with_length_buckets(mut self) -> Self {
+        if let Some(text) = self.text.as_mut() {
+            text.pad_to_buckets(true);
+        }
+        self
+    }
+
+    /// Synthetic inputs that between them run every kernel a classification can need: a whole
+    /// pair at the first caption width, then the caption alone at each other width (a picture
+    /// has one shape). Unbucketed, one pair.
+    pub fn warm_up_inputs(&self) -> Result<Vec<Prepared>> {
+        let image = (self.image.as_ref()).map(|pre| vec![0.0; 3 * pre.config().size.pow(2)]);
+        let Some(text) = &self.text else {
+            return Ok(vec![Prepared {
+                image,
+                tokens: None,
+            }]);
+        };
+        let caption = text.encode("a warm-up caption")?;
+        let widths = text.widths().unwrap_or_else(|| vec![caption.len()]);
+        Ok(widths
+            .into_iter()
+            .enumerate()
+            .map(|(i, width)| Prepared {
+                image: if i == 0 { image.clone() } else { None },
+                tokens: Some(Tokens {
+                    ids: caption.ids.iter().copied().cycle().take(width).collect(),
+                }),
+            })
+            .collect())
+    }
+
     /// Read a model folder from disk.
     pub fn load(dir: &std::path::Path, device: &Device) -> Result<Self> {
         Self::new(ModelFiles::read(dir)?, device)

@@ -22,8 +22,30 @@ pub struct ModelConfig {
     pub text: Option<TextBranchConfig>,
     /// Hidden width of the fusion head (used when both branches are present).
     pub fusion_hidden: usize,
+    /// How the branches are combined (folders written before this setting: features).
+    #[serde(default)]
+    pub fusion: Fusion,
+    /// Sets of heads (each branch's head and the fusion) trained side by side over the same
+    /// encoder features, their probabilities averaged: an ensemble that costs kilobytes.
+    #[serde(default = "one")]
+    pub heads: usize,
     /// Dropout on each branch's features (and inside the fusion head and the scratch encoders).
     pub dropout: f64,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// How a model with both branches combines them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fusion {
+    /// An MLP (`fusion_hidden` wide) over both branches' features.
+    #[default]
+    Features,
+    /// A linear layer over the two branch heads' class scores (late fusion).
+    Scores,
 }
 
 /// Which branches a model has.
@@ -114,6 +136,10 @@ pub struct TextPreprocessing {
     pub pad_id: u32,
     /// Longest accepted caption, in bytes.
     pub max_bytes: usize,
+    /// Spell emoji out as their names before tokenising (folders written before this setting
+    /// existed read as `false`, and keep tokenising as they were trained).
+    #[serde(default)]
+    pub emoji_names: bool,
 }
 
 impl ModelConfig {
@@ -124,6 +150,8 @@ impl ModelConfig {
             image,
             text,
             fusion_hidden: 128,
+            fusion: Fusion::Features,
+            heads: 1,
             dropout: 0.3,
         }
     }
@@ -179,6 +207,9 @@ impl ModelConfig {
         }
         if let Some(text) = &self.text {
             text.validate()?;
+        }
+        if self.heads == 0 {
+            return bad("needs at least one set of heads".into());
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("dropout {} is not in [0, 1)", self.dropout));
@@ -292,6 +323,7 @@ impl TextBranchConfig {
                 max_len,
                 pad_id: 0,
                 max_bytes: 4096,
+                emoji_names: true,
             },
         }
     }
@@ -305,6 +337,7 @@ impl TextBranchConfig {
                 max_len: 128,
                 pad_id: 0,
                 max_bytes: 4096,
+                emoji_names: true,
             },
         }
     }

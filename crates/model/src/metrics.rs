@@ -32,7 +32,26 @@ impl Metrics {
         for (&a, &p) in actual.iter().zip(predicted) {
             confusion[a][p] += 1;
         }
-        let count = actual.len();
+        Self::from_confusion(labels, confusion)
+    }
+
+    /// The metrics of several evaluations' predictions taken together (cross-validation's
+    /// folds: every pair predicted once, by the model that did not train on it).
+    pub fn pooled<'a>(labels: &[String], parts: impl IntoIterator<Item = &'a Metrics>) -> Self {
+        let k = labels.len();
+        let mut confusion = vec![vec![0usize; k]; k];
+        for part in parts {
+            for (row, part_row) in confusion.iter_mut().zip(&part.confusion) {
+                row.iter_mut().zip(part_row).for_each(|(a, b)| *a += b);
+            }
+        }
+        Self::from_confusion(labels, confusion)
+    }
+
+    /// From `confusion[true][predicted]` over `labels`.
+    pub fn from_confusion(labels: &[String], confusion: Vec<Vec<usize>>) -> Self {
+        let k = labels.len();
+        let count = confusion.iter().flatten().sum();
         let correct: usize = (0..k).map(|i| confusion[i][i]).sum();
         let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
         let per_class: Vec<ClassMetrics> = (0..k)

@@ -2,21 +2,38 @@
 //! text → token ids, image bytes → normalised CHW floats. Nothing here touches the file system
 //! or builds tensors; the settings come from the model's config.
 
+use std::borrow::Cow;
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageReader, RgbImage, imageops::FilterType};
 use tokenizers::Tokenizer;
 
-use crate::config::{ImagePreprocessing, TextBranchConfig};
+use crate::config::{ImagePreprocessing, TextBranchConfig, TextPreprocessing};
 use crate::error::{Error, Result};
 
 // ---------------------------------------------------------------------------------------------
 // Captions
 
-/// Decode a caption from raw bytes without losing any of them: valid UTF-8 runs are kept as they
-/// are (emoji included) and every invalid byte is read as Windows-1252, the usual culprit in
-/// tweets (a superset of Latin-1 for printable characters). Surrounding whitespace is trimmed.
+/// Decode a caption from raw bytes, the way the tweets were written: UTF-8 if the whole caption
+/// is valid UTF-8; else GBK (the Chinese Windows code page, which is what the data set's other
+/// captions are: `A1 B0` is "“", `A1 AD` is "…") if it is valid GBK; else valid UTF-8 runs as
+/// they are with every invalid byte read as Windows-1252 (a superset of Latin-1's printable
+/// characters). A byte-order mark and surrounding whitespace are dropped.
 pub fn decode_caption(bytes: &[u8]) -> String {
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => match encoding_rs::GBK.decode_without_bom_handling_and_without_replacement(bytes)
+        {
+            Some(text) => text.into_owned(),
+            None => utf8_or_windows_1252(bytes),
+        },
+    };
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    text.trim().to_owned()
+}
+
+/// Valid UTF-8 runs kept (emoji included), each invalid byte read as Windows-1252.
+fn utf8_or_windows_1252(bytes: &[u8]) -> String {
     let mut text = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         text.push_str(chunk.valid());
@@ -25,8 +42,56 @@ pub fn decode_caption(bytes: &[u8]) -> String {
             text.push_str(&latin);
         }
     }
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    text.trim().to_owned()
+    text
+}
+
+/// Emoji spelled out as their names, between spaces ("so sad 😭" → "so sad  loudly crying face
+/// "; skin tones left out): MiniLM's vocabulary has next to no emoji, so otherwise "😭💔" and
+/// "👍" are the same `[UNK]`. The longest emoji sequence at each place wins (flags, families
+/// and skin tones are several code points).
+pub fn spell_emoji(text: &str) -> Cow<'_, str> {
+    if text.is_ascii() {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        match (!c.is_ascii()).then(|| longest_emoji(rest)).flatten() {
+            Some((emoji, len)) => {
+                let name = emoji.name();
+                let name = match emoji.skin_tone() {
+                    Some(_) => name.split(':').next().unwrap_or(name),
+                    None => name,
+                };
+                out.push(' ');
+                out.push_str(name);
+                out.push(' ');
+                rest = &rest[len..];
+            }
+            None => {
+                out.push(c);
+                rest = &rest[c.len_utf8()..];
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A caption as the tokenizer (also the one being learned) sees it, per the config.
+pub fn normalise<'a>(settings: &TextPreprocessing, caption: &'a str) -> Cow<'a, str> {
+    match settings.emoji_names {
+        true => spell_emoji(caption),
+        false => Cow::Borrowed(caption),
+    }
+}
+
+/// The longest emoji at the start of `s` (sequences are at most 10 code points) and its length
+/// in bytes.
+fn longest_emoji(s: &str) -> Option<(&'static emojis::Emoji, usize)> {
+    let ends = s.char_indices().map(|(i, _)| i).skip(1).chain([s.len()]);
+    ends.take(10)
+        .filter_map(|end| emojis::get(&s[..end]).map(|emoji| (emoji, end)))
+        .last()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -174,12 +239,20 @@ pub struct TokenRows {
     pub shape: [usize; 2],
 }
 
+/// Caption lengths a GPU backend pads batches to. Its kernels are compiled (and tuned) per
+/// shape, so padding every caption to one of these few lengths means a warm-up over them
+/// leaves nothing to compile for any later caption; padding is masked, so the answer is the
+/// same. The CPU backend compiles nothing and pads only to the batch's longest caption.
+pub const LENGTH_BUCKETS: [usize; 4] = [16, 32, 64, 128];
+
 /// The caption tokenizer: a `tokenizer.json` (normaliser, pre-tokeniser, vocabulary) plus the
 /// config's length and padding settings.
 #[derive(Clone)]
 pub struct TextPreprocessor {
     tokenizer: Tokenizer,
     config: TextBranchConfig,
+    /// Pad batches to the next of [`LENGTH_BUCKETS`] instead of the longest caption.
+    bucketed: bool,
 }
 
 impl TextPreprocessor {
@@ -209,7 +282,35 @@ impl TextPreprocessor {
                 config.vocab_size()
             )));
         }
-        Ok(Self { tokenizer, config })
+        Ok(Self {
+            tokenizer,
+            config,
+            bucketed: false,
+        })
+    }
+
+    /// Pad batches to the next of [`LENGTH_BUCKETS`] (for a GPU backend; see there).
+    pub fn pad_to_buckets(&mut self, bucketed: bool) {
+        self.bucketed = bucketed;
+    }
+
+    /// Every width a batch of captions can be padded to: the buckets up to `max_len` (and
+    /// `max_len` itself) when bucketed, the single `max_len` of the LSTM, or `None` when a
+    /// transformer pads to the longest caption (any width).
+    pub fn widths(&self) -> Option<Vec<usize>> {
+        let max_len = self.config.preprocess.max_len;
+        if !self.config.pretrained() {
+            return Some(vec![max_len]);
+        }
+        self.bucketed.then(|| {
+            let mut widths: Vec<usize> = LENGTH_BUCKETS
+                .iter()
+                .copied()
+                .filter(|&w| w < max_len)
+                .collect();
+            widths.push(max_len);
+            widths
+        })
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
@@ -231,12 +332,18 @@ impl TextPreprocessor {
         Ok(())
     }
 
+    /// The caption as the tokenizer sees it (emoji spelled out where the config says so).
+    pub fn normalise<'a>(&self, caption: &'a str) -> Cow<'a, str> {
+        normalise(&self.config.preprocess, caption)
+    }
+
     /// Token ids, truncated to `max_len`. An empty caption (a tweet that was only whitespace)
     /// gives no tokens; batches pad it and the model's pooling copes with that.
     pub fn encode(&self, caption: &str) -> Result<Tokens> {
+        let caption = self.normalise(caption);
         let encoding = self
             .tokenizer
-            .encode(caption, self.config.pretrained())
+            .encode(caption.as_ref(), self.config.pretrained())
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         let mut ids: Vec<u32> = encoding.get_ids().to_vec();
         ids.truncate(self.config.preprocess.max_len);
@@ -244,15 +351,19 @@ impl TextPreprocessor {
     }
 
     /// Stack captions into `[batch, width]` ids and mask, padded with `pad_id`. The LSTM
-    /// always reads `max_len` steps; a transformer only the batch's longest caption (padding is
-    /// masked out of attention and pooling, so shorter captions give the same result).
+    /// always reads `max_len` steps; a transformer only the batch's longest caption, or the
+    /// bucket above it (padding is masked out of attention and pooling, so shorter captions
+    /// give the same result).
     pub fn rows(&self, tokens: &[&Tokens]) -> TokenRows {
         let settings = &self.config.preprocess;
         let batch = tokens.len();
-        let width = if self.config.pretrained() {
-            tokens.iter().map(|t| t.len()).max().unwrap_or(0).max(1)
-        } else {
-            settings.max_len
+        let longest = tokens.iter().map(|t| t.len()).max().unwrap_or(0).max(1);
+        let width = match self.widths() {
+            Some(widths) => widths
+                .into_iter()
+                .find(|&w| w >= longest)
+                .unwrap_or(settings.max_len),
+            None => longest,
         };
         let mut ids = Vec::with_capacity(batch * width);
         let mut mask = Vec::with_capacity(batch * width);
@@ -295,6 +406,39 @@ mod tests {
         mixed.push(0xfc); // ü
         assert_eq!(decode_caption(&mixed), "hi 😀 ü");
         assert_eq!(decode_caption(b"\xef\xbb\xbfbom"), "bom");
+    }
+
+    #[test]
+    fn captions_that_are_not_utf8_are_read_as_gbk_first() {
+        // Real captions of the data set (GBK, the Chinese Windows code page): "“" and "…".
+        assert_eq!(
+            decode_caption(b"\xa1\xb0@Chris_Smoove: I pulled this beast! #Retw"),
+            "“@Chris_Smoove: I pulled this beast! #Retw"
+        );
+        assert_eq!(
+            decode_caption(b"2008 ford f 250 diesel 4 x\xa1\xad \r\n"),
+            "2008 ford f 250 diesel 4 x…"
+        );
+        let fixture = include_bytes!("../../../tests/fixtures/mini/data/4784.txt");
+        assert!(
+            decode_caption(fixture).starts_with("友達にも教えてあげよう！"),
+            "{}",
+            decode_caption(fixture)
+        );
+        // Not valid GBK either (a lead byte with no trail): Windows-1252 byte by byte.
+        assert_eq!(decode_caption(b"na\xefve caf\xe9"), "naïve café");
+    }
+
+    #[test]
+    fn emoji_are_spelled_out() {
+        assert_eq!(spell_emoji("plain ascii #tag"), "plain ascii #tag");
+        assert!(matches!(spell_emoji("plain"), Cow::Borrowed(_)));
+        let sad = spell_emoji("so sad 😭💔");
+        assert_eq!(sad, "so sad  loudly crying face  broken heart ");
+        // Skin tones are left out; flags and other sequences are one emoji each.
+        assert_eq!(spell_emoji("👍🏽"), " thumbs up ");
+        assert_eq!(spell_emoji("🇫🇷!"), " flag: France !");
+        assert_eq!(spell_emoji("❤️ café"), " red heart  café");
     }
 
     fn png(width: u32, height: u32) -> Vec<u8> {

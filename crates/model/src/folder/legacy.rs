@@ -78,6 +78,8 @@ pub(super) fn read(value: serde_json::Value) -> Result<ModelConfig> {
         image,
         text,
         fusion_hidden: flat.fusion_hidden,
+        fusion: Default::default(),
+        heads: 1,
         dropout: flat.dropout,
     })
 }
@@ -119,6 +121,8 @@ fn text(flat: FlatText) -> Result<TextBranchConfig> {
             max_len: flat.max_len,
             pad_id: flat.pad_id,
             max_bytes: flat.max_bytes,
+            // Format 1 predates spelling emoji out: those models were trained without it.
+            emoji_names: false,
         },
     })
 }
@@ -141,10 +145,12 @@ mod tests {
     #[test]
     fn format_1_configs_read_as_the_current_ones() {
         let config = read_config(PRETRAINED.as_bytes()).unwrap();
-        let expected = crate::config::ModelConfig::new(
+        let mut expected = crate::config::ModelConfig::new(
             Some(ImageBranchConfig::mobilenet_v2()),
             Some(TextBranchConfig::minilm(super::all_minilm_l6_v2())),
         );
+        // Trained before emoji were spelled out: they keep being tokenised as they were.
+        expected.text.as_mut().unwrap().preprocess.emoji_names = false;
         assert_eq!(config, expected);
 
         // The first configs had no encoder field: from scratch; `modality` drops a branch.

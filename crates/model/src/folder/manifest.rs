@@ -33,13 +33,19 @@ pub struct ManifestEntry {
     pub validation: ValidationSummary,
 }
 
-/// The headline numbers of the folder's `metrics.json`.
+/// The headline numbers of the folder's `metrics.json`: cross-validated means over `folds`
+/// (with their standard deviations: accuracy, macro-F1, weighted-F1) where the model was
+/// cross-validated, else one validation split's numbers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ValidationSummary {
     pub accuracy: f64,
     pub macro_f1: f64,
     pub weighted_f1: f64,
     pub pairs: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folds: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sd: Option<[f64; 3]>,
 }
 
 impl ManifestEntry {
@@ -115,6 +121,8 @@ mod tests {
                 macro_f1: 0.5,
                 weighted_f1: 0.5,
                 pairs: 10,
+                folds: None,
+                sd: None,
             },
         }
     }

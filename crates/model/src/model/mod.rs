@@ -8,17 +8,19 @@
 //! ([`MiniLmTop`]); what ships and what the classifier runs is the default,
 //! `SentimentModel<ImageEncoder, TextEncoder>`.
 
+mod heads;
 pub mod minilm;
 pub mod mobile;
 mod output;
 mod precision;
 pub mod scratch;
 
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, Relu};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
-use crate::config::{ImageEncoderConfig, ModelConfig, TextEncoderConfig};
+use crate::config::{Fusion, ImageEncoderConfig, ModelConfig, TextEncoderConfig};
 use crate::error::{Error, Result};
+use heads::{FusionHead, HeadSet, Heads};
 pub use minilm::{HiddenStates, MiniLm, MiniLmTop};
 pub use mobile::MobileCnn;
 pub use output::{ModelOutput, PendingScores, Scores};
@@ -174,46 +176,17 @@ pub struct Branch<E> {
     head: Linear,
 }
 
-impl<E: Encoder> Branch<E> {
-    /// Encoder features → (features after dropout, for the fusion head; this branch's own
-    /// logits).
-    fn head(&self, features: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
-        let features = self.dropout.forward(features);
-        let logits = self.head.forward(features.clone());
-        (features, logits)
-    }
-}
-
-/// Concatenated branch features → hidden layer → classes.
-#[derive(Module, Debug)]
-pub struct FusionHead {
-    hidden: Linear,
-    activation: Relu,
-    dropout: Dropout,
-    output: Linear,
-}
-
-impl FusionHead {
-    fn new(inputs: usize, hidden: usize, classes: usize, dropout: f64, device: &Device) -> Self {
-        Self {
-            hidden: LinearConfig::new(inputs, hidden).init(device),
-            activation: Relu::new(),
-            dropout: DropoutConfig::new(dropout).init(),
-            output: LinearConfig::new(hidden, classes).init(device),
-        }
-    }
-
-    pub fn forward(&self, features: Tensor<2>) -> Tensor<2> {
-        let x = self.activation.forward(self.hidden.forward(features));
-        self.output.forward(self.dropout.forward(x))
-    }
-}
-
+/// Both branches (or one), and what combines them: the fusion head over their features, or
+/// (late fusion) a linear layer over their heads' class scores; with an ensemble, more sets of
+/// heads over the same features, whose probabilities are averaged.
 #[derive(Module, Debug)]
 pub struct SentimentModel<I = ImageEncoder, T = TextEncoder> {
     image: Option<Branch<I>>,
     text: Option<Branch<T>>,
     fusion: Option<FusionHead>,
+    late: Option<Linear>,
+    /// The ensemble's other members (the config's `heads` less one).
+    extra: Vec<HeadSet>,
 }
 
 impl ModelConfig {
@@ -232,6 +205,8 @@ impl ModelConfig {
             image,
             text,
             fusion: self.fusion(device),
+            late: self.late(device),
+            extra: self.extra_heads(device),
         }
     }
 
@@ -261,6 +236,8 @@ impl ModelConfig {
             image,
             text,
             fusion: self.fusion(device),
+            late: self.late(device),
+            extra: self.extra_heads(device),
         })
     }
 
@@ -273,8 +250,11 @@ impl ModelConfig {
         }
     }
 
-    /// The fusion head over both branches' features, when there are two branches.
+    /// The fusion head over both branches' features, when there are two branches fused so.
     fn fusion(&self, device: &Device) -> Option<FusionHead> {
+        if self.fusion != Fusion::Features {
+            return None;
+        }
         let image = ImageEncoder::features(&self.image.as_ref()?.encoder);
         let text = TextEncoder::features(&self.text.as_ref()?.encoder);
         let (hidden, classes) = (self.fusion_hidden, self.num_classes());
@@ -285,6 +265,28 @@ impl ModelConfig {
             self.dropout,
             device,
         ))
+    }
+
+    /// Late fusion's linear layer over both heads' class scores, when the config asks for it.
+    fn late(&self, device: &Device) -> Option<Linear> {
+        let both = self.image.is_some() && self.text.is_some();
+        let k = self.num_classes();
+        (both && self.fusion == Fusion::Scores).then(|| LinearConfig::new(2 * k, k).init(device))
+    }
+
+    /// The ensemble's members after the first, each with fresh heads of its own (drawn after
+    /// the first member's, so a single set of heads initialises as it always did).
+    fn extra_heads(&self, device: &Device) -> Vec<HeadSet> {
+        let k = self.num_classes();
+        let head = |features: usize| LinearConfig::new(features, k).init(device);
+        (1..self.heads.max(1))
+            .map(|_| HeadSet {
+                image: (self.image.as_ref()).map(|b| head(ImageEncoder::features(&b.encoder))),
+                text: (self.text.as_ref()).map(|b| head(TextEncoder::features(&b.encoder))),
+                fusion: self.fusion(device),
+                late: self.late(device),
+            })
+            .collect()
     }
 }
 
@@ -337,23 +339,34 @@ impl<I: Encoder, T: Encoder> SentimentModel<I, T> {
         )
     }
 
-    /// The heads on encoder features: with both branches, `fused` is the fusion head; with
-    /// one, it is that branch's own head.
+    /// The heads on encoder features: with both branches, `fused` is the fusion head (or
+    /// late fusion of the two heads' scores); with one, it is that branch's own head. An
+    /// ensemble's members all read the same features (after the branches' dropout).
     pub fn heads(&self, image: Option<Tensor<2>>, text: Option<Tensor<2>>) -> Result<ModelOutput> {
-        let image = self.image.as_ref().zip(image).map(|(b, f)| b.head(f));
-        let text = self.text.as_ref().zip(text).map(|(b, f)| b.head(f));
-        let fused = match (&image, &text, &self.fusion) {
-            (Some((fi, _)), Some((ft, _)), Some(fusion)) => {
-                fusion.forward(Tensor::cat(vec![fi.clone(), ft.clone()], 1))
-            }
-            (Some((_, logits)), _, _) | (None, Some((_, logits)), _) => logits.clone(),
-            (None, None, _) => return Err(Error::NoInput),
+        let image = self
+            .image
+            .as_ref()
+            .zip(image)
+            .map(|(b, f)| b.dropout.forward(f));
+        let text = self
+            .text
+            .as_ref()
+            .zip(text)
+            .map(|(b, f)| b.dropout.forward(f));
+        let first = Heads {
+            image: self.image.as_ref().map(|b| &b.head),
+            text: self.text.as_ref().map(|b| &b.head),
+            fusion: self.fusion.as_ref(),
+            late: self.late.as_ref(),
         };
-        Ok(ModelOutput {
-            fused,
-            image: image.map(|(_, logits)| logits),
-            text: text.map(|(_, logits)| logits),
-        })
+        let first = first.forward(image.as_ref(), text.as_ref())?;
+        if self.extra.is_empty() {
+            return Ok(first);
+        }
+        let rest = (self.extra.iter())
+            .map(|set| set.heads().forward(image.as_ref(), text.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ModelOutput::ensemble(first, rest))
     }
 
     /// This model's encoders under `other`'s heads and fusion: heads trained on cached features
@@ -363,6 +376,11 @@ impl<I: Encoder, T: Encoder> SentimentModel<I, T> {
             image: with_head_of(self.image, other.image),
             text: with_head_of(self.text, other.text),
             fusion: other.fusion.or(self.fusion),
+            late: other.late.or(self.late),
+            extra: match other.extra.is_empty() {
+                true => self.extra,
+                false => other.extra,
+            },
         }
     }
 }
@@ -410,6 +428,64 @@ mod tests {
         }
         let model = config(true, true).init(&device);
         assert!(matches!(model.forward(None, None), Err(Error::NoInput)));
+    }
+
+    #[test]
+    fn an_ensemble_averages_its_members_probabilities() {
+        let device = Device::flex();
+        let mut three = config(true, true);
+        three.heads = 3;
+        let model = three.init(&device);
+        assert_eq!(model.extra.len(), 2);
+        let images = Tensor::zeros([2, 3, 32, 32], &device);
+        let out = model
+            .forward(Some(images), Some(tokens(2, &device)))
+            .unwrap();
+        assert_eq!(out.members.len(), 3);
+        let mean = out
+            .members
+            .iter()
+            .map(|m| burn::tensor::activation::softmax(m.fused.clone(), 1))
+            .reduce(|a, b| a + b)
+            .unwrap()
+            / 3.0;
+        let scores = out.probabilities().read().unwrap();
+        let flat: Vec<f32> = scores.iter().flat_map(|s| s.fused.clone()).collect();
+        let expected = mean.into_data().try_into_vec::<f32>().unwrap();
+        for (a, b) in flat.iter().zip(&expected) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+        // The members differ (each has its own heads), and one set of heads has no members.
+        assert!(
+            scores
+                .iter()
+                .all(|s| (s.fused.iter().sum::<f32>() - 1.0).abs() < 1e-5)
+        );
+        let single = config(true, true).init(&device);
+        let out = single.forward(None, Some(tokens(2, &device))).unwrap();
+        assert!(out.members.is_empty());
+    }
+
+    #[test]
+    fn late_fusion_combines_the_branch_scores() {
+        let device = Device::flex();
+        let mut late = config(true, true);
+        late.fusion = Fusion::Scores;
+        let model = late.init(&device);
+        assert!(model.fusion.is_none() && model.late.is_some());
+        let images = Tensor::zeros([2, 3, 32, 32], &device);
+        let out = model
+            .forward(Some(images), Some(tokens(2, &device)))
+            .unwrap();
+        // The fused logits are the linear layer over [image logits, text logits].
+        let scores = Tensor::cat(vec![out.image.unwrap(), out.text.unwrap()], 1);
+        let expected = model.late.as_ref().unwrap().forward(scores);
+        out.fused
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Default::default());
+        // One branch alone is that branch's head, as with the fusion MLP.
+        let text_only = model.forward(None, Some(tokens(2, &device))).unwrap();
+        assert!(text_only.image.is_none());
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub struct ModelOutput {
     pub fused: Tensor<2>,
     pub image: Option<Tensor<2>>,
     pub text: Option<Tensor<2>>,
+    /// With an ensemble of heads, each member's own output (what training's loss reads); the
+    /// fields above are then the members' mean probabilities, as log-probabilities.
+    pub members: Vec<ModelOutput>,
 }
 
 /// Class probabilities of one pair: the fused model's and each branch head's own (`None` for a
@@ -33,6 +36,30 @@ pub struct PendingScores {
 }
 
 impl ModelOutput {
+    /// An ensemble's output: the mean of its members' probabilities, as log-probabilities (so
+    /// a softmax of them gives that mean back), keeping the members.
+    pub fn ensemble(first: ModelOutput, rest: Vec<ModelOutput>) -> Self {
+        let mut members = vec![first];
+        members.extend(rest);
+        let n = members.len() as f64;
+        let mean = |part: fn(&ModelOutput) -> Option<Tensor<2>>| {
+            let probs: Option<Vec<Tensor<2>>> = members.iter().map(part).collect();
+            let sum = probs?
+                .into_iter()
+                .map(|l| softmax(l, 1))
+                .reduce(|a, b| a + b)?;
+            Some(sum.div_scalar(n).log())
+        };
+        let (image, text) = (mean(|m| m.image.clone()), mean(|m| m.text.clone()));
+        let fused = mean(|m| Some(m.fused.clone()));
+        Self {
+            fused: fused.unwrap_or_else(|| members[0].fused.clone()),
+            image,
+            text,
+            members,
+        }
+    }
+
     pub fn probabilities(self) -> PendingScores {
         let [_, classes] = self.fused.dims();
         let (image, text) = (self.image.is_some(), self.text.is_some());

@@ -1,13 +1,17 @@
 //! `cargo run --bin bench`: the numbers the README reports. Prints the frozen encoders'
 //! feature-extraction time over a whole lab folder (with an empty feature cache), training time
-//! per epoch, and predict throughput (pairs/s) on its test list.
+//! per epoch, and predict throughput (pairs/s) on its test list. With `--features webgpu` and
+//! `--backend webgpu`, the model on Burn's WebGPU backend instead ([`gpu`]).
+
+#[cfg(feature = "webgpu")]
+mod gpu;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
 use burn::prelude::Device;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use mvsa_model::{Classifier, Pair};
 use mvsa_sentiment::Trainer;
 use mvsa_sentiment::cli;
@@ -38,6 +42,19 @@ struct Args {
     /// Folder of the pretrained encoders' original files (scripts/fetch-encoders.sh).
     #[arg(long, env = "MVSA_ENCODERS", default_value_os_t = cli::cache_dir("encoders"))]
     encoders: PathBuf,
+    /// cpu: training and prediction on the flex CPU backend. webgpu: the model on Burn's
+    /// WebGPU backend natively, against the CPU's probabilities (needs `--features webgpu`).
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    backend: Backend,
+    /// Pairs to classify one at a time on WebGPU (the test list's first, then train.txt's).
+    #[arg(long, default_value_t = 32)]
+    pairs: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    Cpu,
+    Webgpu,
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,10 +68,38 @@ fn run(args: Args) -> Result<()> {
         threads,
         std::env::consts::ARCH
     );
+    if args.backend == Backend::Webgpu {
+        return webgpu(&args);
+    }
     if args.epochs > 0 {
         training(&args)?;
     }
     predicting(&args)
+}
+
+#[cfg(feature = "webgpu")]
+fn webgpu(args: &Args) -> Result<()> {
+    let folder = LabFolder::open(&args.data)?;
+    let mut rows = data::read_list(&folder.root().join(data::TEST_LIST))?;
+    rows.extend(data::read_list(&folder.root().join(data::TRAIN_LIST))?);
+    let pairs = rows
+        .iter()
+        .take(args.pairs.max(1))
+        .map(|row| {
+            Ok((
+                folder.read_image(&row.guid)?,
+                folder.read_caption(&row.guid)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    gpu::run(&args.model, &pairs)
+}
+
+#[cfg(not(feature = "webgpu"))]
+fn webgpu(_: &Args) -> Result<()> {
+    anyhow::bail!(
+        "this bench was built without WebGPU: cargo run --bin bench --features webgpu -- --backend webgpu"
+    )
 }
 
 /// Feature extraction with an empty cache, and `epochs` epochs of the default (or small) model.
@@ -91,8 +136,7 @@ fn training(args: &Args) -> Result<()> {
             (image_name, f.image_computed, f.image_seconds),
             (text_name, f.text_computed, f.text_seconds),
         ] {
-            // Fine-tuning reads MiniLM's lower-layer states, computed every run, not its cached
-            // features: nothing to time then.
+            // Nothing to time where the cache had everything.
             if computed > 0 {
                 println!(
                     "features: {name}, {computed} of {} pairs computed in {seconds:.1} s = {:.1} pairs/s",
