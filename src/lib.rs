@@ -15,6 +15,7 @@ pub mod plots;
 pub mod pretrained;
 pub mod progress;
 pub mod report;
+pub mod staging;
 pub mod tokenizer;
 pub mod trainer;
 pub mod training;

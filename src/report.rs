@@ -95,12 +95,10 @@ impl MetricsFile {
     }
 }
 
-/// Write `metrics.json` and its pictures into the model folder `dir`, and list the folder in
-/// the page's `models.json` beside it when there is one.
+/// Write `metrics.json` and its pictures into the model folder `dir`.
 pub fn write(dir: &Path, metrics: &MetricsFile) -> Result<()> {
     metrics.write(dir)?;
-    draw(dir, metrics)?;
-    register_if_listed(dir)
+    draw(dir, metrics)
 }
 
 /// Draw the folder's pictures from its metrics: the learning curves and the confusion matrix,

@@ -18,6 +18,7 @@ use crate::data::{self, LabFolder, Sample, Skipped};
 use crate::pretrained::EncoderFiles;
 use crate::progress::Progress;
 use crate::report::{self, MetricsFile};
+use crate::staging::Staging;
 use crate::tokenizer;
 use crate::training::cv::{self, CrossValidation};
 use crate::training::finetune::{FineTune, States};
@@ -79,10 +80,15 @@ impl Trainer<'_> {
             Regime::Heads => self.heads(&config, text.as_ref(), &data)?,
             Regime::FineTune { layers } => self.finetune(&config, text.as_ref(), &data, layers)?,
         };
-        self.write_folder(out_dir, &config, text.as_ref(), &trained)?;
-        let saved = self.evaluate_folder(out_dir, &data, &trained.check)?;
+        // Written and checked beside `out_dir`, then swapped in: a failed or interrupted run
+        // leaves the previous folder whole.
+        let staging = Staging::new(out_dir)?;
+        self.write_folder(staging.dir(), &config, text.as_ref(), &trained)?;
+        let saved = self.evaluate_folder(staging.dir(), &data, &trained.check)?;
         let metrics = self.metrics(data_dir, data, trained, saved, started);
-        report::write(out_dir, &metrics)?;
+        report::write(staging.dir(), &metrics)?;
+        let out_dir = staging.commit()?;
+        report::register_if_listed(&out_dir)?;
         Ok(metrics)
     }
 

@@ -482,3 +482,60 @@ fn help_describes_the_commands() {
         .success()
         .stdout(predicate::str::contains("--text-file"));
 }
+
+#[test]
+fn a_killed_training_run_leaves_the_previous_folder_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model");
+    train_small(&fixture(), &out, 1, 3).assert().success();
+    let old = std::fs::read(out.join("model.bpk")).unwrap();
+
+    // Another seed, killed as soon as it writes its weights (or as it ends, if it is quicker).
+    let mut run = std::process::Command::new(assert_cmd::cargo::cargo_bin("train"))
+        .args(["--data", arg(&fixture()), "--out", arg(&out), "--quiet"])
+        .args([
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--val-fraction",
+            "0.25",
+        ])
+        .args([
+            "--small",
+            "--vocab-size",
+            "300",
+            "--image-size",
+            "32",
+            "--max-len",
+            "24",
+        ])
+        .args(["--seed", "4"])
+        .spawn()
+        .unwrap();
+    let staged = dir.path().join(".model.partial").join("model.bpk");
+    while !staged.exists() && run.try_wait().unwrap().is_none() {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let _ = run.kill();
+    run.wait().unwrap();
+
+    // Whatever the moment, the folder is one run's whole output: its weights and its metrics
+    // come from the same run, and it loads.
+    let seed = &read_json(&out.join("metrics.json"))["options"]["seed"];
+    if std::fs::read(out.join("model.bpk")).unwrap() == old {
+        assert_eq!(seed, 3, "the previous folder, whole");
+    } else {
+        assert_eq!(seed, 4, "the new folder, whole");
+    }
+    predict(&out).args(["--text", "hello"]).assert().success();
+
+    // The next run clears what the killed one left and leaves nothing beside the folder.
+    train_small(&fixture(), &out, 1, 4).assert().success();
+    assert_eq!(read_json(&out.join("metrics.json"))["options"]["seed"], 4);
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec!["model"]);
+}
