@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod data;
 pub mod features;
+pub mod integrity;
 pub mod plots;
 pub mod pretrained;
 pub mod progress;

@@ -151,7 +151,8 @@ pub fn register(dir: &Path, manifest: &Path) -> Result<()> {
     let config =
         folder::read_config(&bytes).with_context(|| format!("{}", config_path.display()))?;
     let metrics = MetricsFile::read(dir)?;
-    let entry = ManifestEntry::describe(dir, &config, metrics.summary())?;
+    let mut entry = ManifestEntry::describe(dir, &config, metrics.summary())?;
+    entry.sha256 = crate::integrity::hashes(dir, &entry)?;
     let mut list = if manifest.is_file() {
         Manifest::read(manifest)?
     } else {

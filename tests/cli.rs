@@ -539,3 +539,42 @@ fn a_killed_training_run_leaves_the_previous_folder_whole() {
         .collect();
     assert_eq!(names, vec!["model"]);
 }
+
+#[test]
+fn predict_refuses_a_listed_folder_whose_files_do_not_match_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("models.json"), r#"{"models": []}"#).unwrap();
+    let folder = www.join("m");
+    train_small(&fixture(), &folder, 1, 3).assert().success();
+    let listed = read_json(&www.join("models.json"))["models"][0].clone();
+    assert_eq!(listed["sha256"].as_object().unwrap().len(), 3, "{listed}");
+    predict(&folder)
+        .args(["--text", "hello"])
+        .assert()
+        .success();
+
+    // The same size, one byte changed: only the hash can tell.
+    let weights = folder.join("model.bpk");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&weights, &bytes).unwrap();
+    predict(&folder)
+        .args(["--text", "hello"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "model.bpk: does not match its entry in",
+        ));
+    // Listed again, the folder is what the manifest says (the user's choice to keep it).
+    bin("train")
+        .args(["--register", arg(&folder)])
+        .assert()
+        .success();
+    predict(&folder)
+        .args(["--text", "hello"])
+        .assert()
+        .success();
+}

@@ -204,7 +204,13 @@ fn shipped_folder_matches(dir: &Path, entry: &ManifestEntry) {
     assert_eq!(config.labels, ["negative", "neutral", "positive"]);
     let metrics = MetricsFile::read(dir).unwrap();
     // The manifest is what the trainer would write for the folder as it is now.
-    let current = ManifestEntry::describe(dir, config, metrics.summary()).unwrap();
+    let mut current = ManifestEntry::describe(dir, config, metrics.summary()).unwrap();
+    current.sha256 = mvsa_sentiment::integrity::hashes(dir, &current).unwrap();
+    assert_eq!(
+        current.sha256.len(),
+        current.files.len(),
+        "every file has its hash"
+    );
     assert_eq!(
         &current,
         entry,

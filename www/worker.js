@@ -156,7 +156,9 @@ function counting(response, onProgress) {
 
 // Every file of the model folder, as {bytes: {name: Uint8Array}, fromCache}. Files come from a
 // cache named after the manifest entry (any retrained model has a new one; older ones of the
-// same model are deleted), else from the network while being written to that cache.
+// same model are deleted), else from the network while being written to that cache. Each file
+// must have the size and SHA-256 the manifest lists: a cached copy that does not is dropped
+// and fetched again; a downloaded one that does not is an error naming the file.
 async function download(base, model, progress) {
   const cacheName = `mvsa:${model.id}:${await digest(JSON.stringify(model))}`;
   const cache = await caches.open(cacheName);
@@ -167,23 +169,54 @@ async function download(base, model, progress) {
   const bytes = {};
   for (const name of Object.keys(model.files)) {
     const url = new URL(name, base).href;
-    let response = await cache.match(url);
-    if (!response) {
-      fromCache = false;
-      response = await fetch(url);
-      if (!response.ok) throw new Error(`${name}: HTTP ${response.status}`);
-      const [forCache, forUs] = response.body.tee();
-      // Stored alongside the read, never waited for: a full disk only costs the next visit.
-      cache.put(url, new Response(forCache, { headers: response.headers })).catch(() => {});
-      response = new Response(forUs, { headers: response.headers });
-    }
     const before = done;
-    bytes[name] = await readAll(response, model.files[name], (loaded) => {
+    const onProgress = (cached) => (loaded) => {
       done = before + loaded;
-      progress("model", { loaded: done, total, fromCache });
-    });
+      progress("model", { loaded: done, total, fromCache: cached });
+    };
+    const cached = await cache.match(url);
+    if (cached) {
+      const file = await readAll(cached, model.files[name], onProgress(true));
+      if ((await mismatch(model, name, file)) === null) {
+        bytes[name] = file;
+        continue;
+      }
+      await cache.delete(url); // truncated or stale: fetched again below
+    }
+    fromCache = false;
+    const file = await fetchFile(url, name, cache, model.files[name], onProgress(false));
+    const wrong = await mismatch(model, name, file);
+    if (wrong !== null) {
+      await cache.delete(url);
+      throw new Error(`${name}: the download does not match www/models.json (${wrong}); the file on the server is corrupted or from another training run`);
+    }
+    bytes[name] = file;
   }
   return { bytes, fromCache };
+}
+
+// One file from the network, written to `cache` as it is read (never waited for: a full disk
+// only costs the next visit).
+async function fetchFile(url, name, cache, expected, onProgress) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${name}: HTTP ${response.status}`);
+  const [forCache, forUs] = response.body.tee();
+  cache.put(url, new Response(forCache, { headers: response.headers })).catch(() => {});
+  return readAll(new Response(forUs, { headers: response.headers }), expected, onProgress);
+}
+
+// What is wrong with `file` against the manifest's size and SHA-256 for `name`, or null.
+async function mismatch(model, name, file) {
+  if (file.byteLength !== model.files[name]) return `${file.byteLength} bytes, ${model.files[name]} expected`;
+  const want = model.sha256?.[name];
+  if (!want) return null; // a manifest written before hashes were listed
+  const got = await sha256(file);
+  return got === want ? null : `sha256 ${got.slice(0, 12)}…, ${want.slice(0, 12)}… expected`;
+}
+
+async function sha256(bytes) {
+  const hash = await crypto.subtle.digest("SHA-256", bytes);
+  return [...new Uint8Array(hash)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 // The whole body in one buffer (sized from the manifest), read chunk by chunk.
@@ -207,8 +240,7 @@ async function readAll(response, expected, onProgress) {
 }
 
 async function digest(text) {
-  const hash = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(hash).slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return (await sha256(new TextEncoder().encode(text))).slice(0, 16);
 }
 
 // Delete the caches of older versions of the model `id` (and those of the first versions of

@@ -52,6 +52,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn load(dir: &Path) -> Result<Classifier> {
+    mvsa_sentiment::integrity::verify_listed(dir)?;
     Classifier::load(dir, &Device::flex())
         .with_context(|| format!("cannot load the model folder {}", dir.display()))
 }

@@ -249,3 +249,51 @@ test("downloads show progress, come from the cache the second time, and old cach
     await slow.close();
   }
 });
+
+test("a cached file that does not match the manifest is dropped and fetched again", { timeout: TEST }, async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  try {
+    await page.goto(`${base}/index.html?backend=cpu&model=small`);
+    await page.waitForSelector("body[data-ready]", { timeout: WORK });
+    // The weights with one byte changed (same size: only the SHA-256 can tell) and the
+    // tokenizer cut short, in the cache the next visit reads.
+    const corrupted = await page.evaluate(async () => {
+      const name = (await caches.keys()).find((n) => n.startsWith("mvsa:model-small:"));
+      const cache = await caches.open(name);
+      const done = [];
+      for (const request of await cache.keys()) {
+        const bytes = new Uint8Array(await (await cache.match(request)).arrayBuffer());
+        if (request.url.endsWith("/model.bpk")) bytes[bytes.length >> 1] ^= 0x40;
+        else if (!request.url.endsWith("/tokenizer.json")) continue;
+        const kept = request.url.endsWith("/tokenizer.json") ? bytes.slice(0, 100) : bytes;
+        await cache.put(request, new Response(kept));
+        done.push(request.url);
+      }
+      return done;
+    });
+    assert.equal(corrupted.length, 2, String(corrupted));
+
+    await page.reload();
+    await page.waitForSelector("body[data-ready]", { timeout: WORK });
+    assert.equal(await page.locator("body").getAttribute("data-from-cache"), "false", "fetched again");
+    assert.equal(await page.locator("#error").isVisible(), false);
+    await page.setInputFiles("#file", fixture("4066.jpg"));
+    await page.fill("#caption", "Such a happy sunny day with friends #love");
+    await page.click("#classify");
+    assert.equal((await readResult(page)).probs.length, 3);
+    // The cache holds whole copies again.
+    const sizes = await page.evaluate(async () => {
+      const name = (await caches.keys()).find((n) => n.startsWith("mvsa:model-small:"));
+      const cache = await caches.open(name);
+      const out = {};
+      for (const request of await cache.keys()) {
+        out[request.url.split("/").pop()] = (await (await cache.match(request)).arrayBuffer()).byteLength;
+      }
+      return out;
+    });
+    assert.deepEqual(sizes, models().find((m) => m.id === "model-small").files);
+  } finally {
+    await context.close();
+  }
+});

@@ -30,6 +30,10 @@ pub struct ManifestEntry {
     pub text_encoder: Option<String>,
     /// Size in bytes of each file the page downloads to run the model.
     pub files: BTreeMap<String, u64>,
+    /// SHA-256 (hex) of each of those files: the page and the predictor refuse (or, from a
+    /// cache, refetch) a file that does not match. Empty in manifests written before it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sha256: BTreeMap<String, String>,
     pub validation: ValidationSummary,
 }
 
@@ -74,6 +78,7 @@ impl ManifestEntry {
             image_encoder: config.image.as_ref().map(|b| b.encoder.name().to_string()),
             text_encoder: config.text.as_ref().map(|b| b.encoder.name().to_string()),
             files,
+            sha256: BTreeMap::new(),
             validation,
         })
     }
@@ -116,6 +121,7 @@ mod tests {
             image_encoder: None,
             text_encoder: Some("scratch".into()),
             files: BTreeMap::from([("model.bpk".into(), 10), ("config.json".into(), 2)]),
+            sha256: BTreeMap::new(),
             validation: ValidationSummary {
                 accuracy,
                 macro_f1: 0.5,

@@ -1,0 +1,80 @@
+//! Each model file's size and SHA-256, as `www/models.json` records them: written when a folder
+//! is listed, checked before a listed folder is loaded, so a truncated, stale or swapped file
+//! is refused with its name instead of being loaded half-right.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use mvsa_model::folder::{Manifest, ManifestEntry};
+use sha2::{Digest, Sha256};
+
+use crate::report::manifest_beside;
+
+/// SHA-256 of `bytes`, in lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The SHA-256 of each of `entry`'s files in `dir`.
+pub fn hashes(dir: &Path, entry: &ManifestEntry) -> Result<BTreeMap<String, String>> {
+    entry
+        .files
+        .keys()
+        .map(|name| {
+            let path = dir.join(name);
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            Ok((name.clone(), sha256_hex(&bytes)))
+        })
+        .collect()
+}
+
+/// Where the `models.json` beside `dir` lists it with hashes, check that every listed file
+/// has its listed size and SHA-256. A folder that is not listed (a user's own) is not checked.
+pub fn verify_listed(dir: &Path) -> Result<()> {
+    let manifest_path = manifest_beside(dir);
+    if !manifest_path.is_file() {
+        return Ok(());
+    }
+    let manifest = Manifest::read(&manifest_path)?;
+    let id = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let Some(entry) = manifest.models.iter().find(|m| m.id == id) else {
+        return Ok(());
+    };
+    for (name, want) in &entry.sha256 {
+        let path = dir.join(name);
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let size = entry.files.get(name).copied();
+        if size.is_some_and(|s| s != bytes.len() as u64) || sha256_hex(&bytes) != *want {
+            bail!(
+                "{}: does not match its entry in {} ({} bytes, {} expected): the file is \
+                 truncated or from another training run; retrain, or list the folder again \
+                 with `train --register {}`",
+                path.display(),
+                manifest_path.display(),
+                bytes.len(),
+                size.map_or("? bytes".into(), |s| format!("{s} bytes, sha256 {want}")),
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_known_input() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
