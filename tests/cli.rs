@@ -492,25 +492,8 @@ fn a_killed_training_run_leaves_the_previous_folder_whole() {
 
     // Another seed, killed as soon as it writes its weights (or as it ends, if it is quicker).
     let mut run = std::process::Command::new(assert_cmd::cargo::cargo_bin("train"))
-        .args(["--data", arg(&fixture()), "--out", arg(&out), "--quiet"])
-        .args([
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--val-fraction",
-            "0.25",
-        ])
-        .args([
-            "--small",
-            "--vocab-size",
-            "300",
-            "--image-size",
-            "32",
-            "--max-len",
-            "24",
-        ])
-        .args(["--seed", "4"])
+        .args(support::train_small_args(&fixture(), &out, 1, 4))
+        .arg("--quiet")
         .spawn()
         .unwrap();
     let staged = dir.path().join(".model.partial").join("model.bpk");

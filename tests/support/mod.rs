@@ -64,27 +64,55 @@ pub fn bin(name: &str) -> Command {
     Command::cargo_bin(name).unwrap()
 }
 
-/// `train` on `data` into `out` with settings fast enough for the fixture folder: 4-pair
-/// batches, a quarter held out.
-pub fn train(data: &Path, out: &Path, epochs: u32, seed: u64) -> Command {
-    let mut cmd = bin("train");
-    cmd.args(["--data", arg(data), "--out", arg(out)])
-        .args(["--epochs", &epochs.to_string(), "--batch-size", "4"])
-        .args(["--val-fraction", "0.25", "--seed", &seed.to_string()]);
-    cmd
+/// `train`'s arguments for `data` into `out` with settings fast enough for the fixture folder:
+/// 4-pair batches, a quarter held out.
+pub fn train_args(data: &Path, out: &Path, epochs: u32, seed: u64) -> Vec<String> {
+    let (epochs, seed) = (epochs.to_string(), seed.to_string());
+    [
+        "--data",
+        arg(data),
+        "--out",
+        arg(out),
+        "--epochs",
+        &epochs,
+        "--batch-size",
+        "4",
+        "--val-fraction",
+        "0.25",
+        "--seed",
+        &seed,
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
-/// [`train`] for the small model, with a small vocabulary, 32 px pictures and 24 tokens.
-pub fn train_small(data: &Path, out: &Path, epochs: u32, seed: u64) -> Command {
-    let mut cmd = train(data, out, epochs, seed);
-    cmd.arg("--small").args([
+/// [`train_args`] for the small model, with a small vocabulary, 32 px pictures and 24 tokens.
+pub fn train_small_args(data: &Path, out: &Path, epochs: u32, seed: u64) -> Vec<String> {
+    let mut args = train_args(data, out, epochs, seed);
+    let small = [
+        "--small",
         "--vocab-size",
         "300",
         "--image-size",
         "32",
         "--max-len",
         "24",
-    ]);
+    ];
+    args.extend(small.map(String::from));
+    args
+}
+
+/// `train` with [`train_args`].
+pub fn train(data: &Path, out: &Path, epochs: u32, seed: u64) -> Command {
+    let mut cmd = bin("train");
+    cmd.args(train_args(data, out, epochs, seed));
+    cmd
+}
+
+/// `train` with [`train_small_args`].
+pub fn train_small(data: &Path, out: &Path, epochs: u32, seed: u64) -> Command {
+    let mut cmd = bin("train");
+    cmd.args(train_small_args(data, out, epochs, seed));
     cmd
 }
 
