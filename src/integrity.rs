@@ -49,19 +49,23 @@ pub fn verify_listed(dir: &Path) -> Result<()> {
         let path = dir.join(name);
         let bytes =
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let size = entry.files.get(name).copied();
-        if size.is_some_and(|s| s != bytes.len() as u64) || sha256_hex(&bytes) != *want {
-            bail!(
-                "{}: does not match its entry in {} ({} bytes, {} expected): the file is \
-                 truncated or from another training run; retrain, or list the folder again \
-                 with `train --register {}`",
-                path.display(),
-                manifest_path.display(),
-                bytes.len(),
-                size.map_or("? bytes".into(), |s| format!("{s} bytes, sha256 {want}")),
-                dir.display()
-            );
-        }
+        let size = entry.files.get(name).copied().unwrap_or(bytes.len() as u64);
+        let wrong = if size != bytes.len() as u64 {
+            format!("{} bytes, {size} listed", bytes.len())
+        } else {
+            let got = sha256_hex(&bytes);
+            if got == *want {
+                continue;
+            }
+            format!("sha256 {got}, {want} listed")
+        };
+        bail!(
+            "{}: does not match its entry in {} ({wrong}): the file is truncated or from \
+             another training run; retrain, or list the folder again with `train --register {}`",
+            path.display(),
+            manifest_path.display(),
+            dir.display()
+        );
     }
     Ok(())
 }

@@ -51,7 +51,11 @@ impl Staging {
                 .with_context(|| format!("cannot move the new folder to {}", self.out.display()));
         }
         if had_one {
-            remove_if_present(&old)?;
+            // The new folder is in place: a leftover old one is only clutter (the next run
+            // removes it), never a reason to fail the run.
+            if let Err(e) = remove_if_present(&old) {
+                eprintln!("warning: {e:#}");
+            }
         }
         Ok(self.out)
     }

@@ -13,6 +13,7 @@ let models = []; // www/models.json: what each model is, costs and scores
 let current = null; // the manifest entry of the model answering now
 let ready = false; // whether a model is loaded
 let loading = 0; // generation of the newest load, so a slow earlier one cannot win
+let remember = false; // whether the Backend menu's choice is stored once its load succeeds
 let loadId = 0; // the worker request of the newest load (its later backend answers count)
 let asking = 0; // generation of the newest classification: only its answer is shown
 let imageBytes = null;
@@ -258,9 +259,7 @@ function wire() {
   $("backend-choice").value = backendChoice;
   $("backend-choice").addEventListener("change", () => {
     backendChoice = $("backend-choice").value;
-    try {
-      localStorage.setItem(BACKEND_KEY, backendChoice);
-    } catch {}
+    remember = true; // once it has loaded: a choice that fails must not fail every later visit
     // A ?backend= in the address would override the choice on the next visit.
     if (params.has("backend")) {
       params.delete("backend");
@@ -307,6 +306,12 @@ async function loadModel(id) {
     if (generation !== loading) return;
     current = model;
     ready = true;
+    if (remember) {
+      remember = false;
+      try {
+        localStorage.setItem(BACKEND_KEY, backendChoice);
+      } catch {}
+    }
     showBackend(loaded.backend, loaded.why);
     $("result").hidden = true;
     document.body.dataset.fromCache = String(loaded.fromCache);

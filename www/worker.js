@@ -184,9 +184,10 @@ async function download(base, model, progress) {
       await cache.delete(url); // truncated or stale: fetched again below
     }
     fromCache = false;
-    const file = await fetchFile(url, name, cache, model.files[name], onProgress(false));
+    const { file, stored } = await fetchFile(url, name, cache, model.files[name], onProgress(false));
     const wrong = await mismatch(model, name, file);
     if (wrong !== null) {
+      await stored; // so the bad copy is not written after it is deleted
       await cache.delete(url);
       throw new Error(`${name}: the download does not match www/models.json (${wrong}); the file on the server is corrupted or from another training run`);
     }
@@ -195,14 +196,15 @@ async function download(base, model, progress) {
   return { bytes, fromCache };
 }
 
-// One file from the network, written to `cache` as it is read (never waited for: a full disk
-// only costs the next visit).
+// One file from the network, written to `cache` as it is read (not waited for: a full disk
+// only costs the next visit), as {file, stored}: its bytes, and when the cache has it.
 async function fetchFile(url, name, cache, expected, onProgress) {
   const response = await fetch(url);
   if (!response.ok) throw new Error(`${name}: HTTP ${response.status}`);
   const [forCache, forUs] = response.body.tee();
-  cache.put(url, new Response(forCache, { headers: response.headers })).catch(() => {});
-  return readAll(new Response(forUs, { headers: response.headers }), expected, onProgress);
+  const stored = cache.put(url, new Response(forCache, { headers: response.headers })).catch(() => {});
+  const file = await readAll(new Response(forUs, { headers: response.headers }), expected, onProgress);
+  return { file, stored };
 }
 
 // What is wrong with `file` against the manifest's size and SHA-256 for `name`, or null.

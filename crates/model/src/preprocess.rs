@@ -58,11 +58,10 @@ pub fn spell_emoji(text: &str) -> Cow<'_, str> {
     while let Some(c) = rest.chars().next() {
         match (!c.is_ascii()).then(|| longest_emoji(rest)).flatten() {
             Some((emoji, len)) => {
-                let name = emoji.name();
-                let name = match emoji.skin_tone() {
-                    Some(_) => name.split(':').next().unwrap_or(name),
-                    None => name,
-                };
+                // A toned emoji is named as its untoned form ("thumbs up: medium skin tone"
+                // → "thumbs up"); other qualifiers stay ("person: blond hair").
+                let untoned = emoji.with_skin_tone(emojis::SkinTone::Default);
+                let name = untoned.unwrap_or(emoji).name();
                 out.push(' ');
                 out.push_str(name);
                 out.push(' ');
@@ -437,6 +436,9 @@ mod tests {
         assert_eq!(sad, "so sad  loudly crying face  broken heart ");
         // Skin tones are left out; flags and other sequences are one emoji each.
         assert_eq!(spell_emoji("👍🏽"), " thumbs up ");
+        // Untoned emoji with a qualifier keep it; a tone goes, the rest stays.
+        assert_eq!(spell_emoji("👱"), " person: blond hair ");
+        assert_eq!(spell_emoji("👱🏿"), " person: blond hair ");
         assert_eq!(spell_emoji("🇫🇷!"), " flag: France !");
         assert_eq!(spell_emoji("❤️ café"), " red heart  café");
     }
