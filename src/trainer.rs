@@ -549,16 +549,8 @@ impl Dataset {
 
 /// The cross-validated estimate in one line.
 fn cv_line(cv: &CrossValidation) -> String {
-    let f = &cv.fused;
     format!(
-        "{}-fold cross-validation, {} epochs: accuracy {:.4} ± {:.4}, macro-F1 {:.4} ± {:.4}, weighted-F1 {:.4} ± {:.4}",
-        cv.folds,
-        cv.epochs,
-        f.accuracy.mean,
-        f.accuracy.sd,
-        f.macro_f1.mean,
-        f.macro_f1.sd,
-        f.weighted_f1.mean,
-        f.weighted_f1.sd
+        "{}-fold cross-validation, {} epochs: {}",
+        cv.folds, cv.epochs, cv.fused
     )
 }

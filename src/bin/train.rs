@@ -281,17 +281,7 @@ fn options(args: &Args, model: &ModelConfig) -> TrainingOptions {
 
 fn summarise(metrics: &MetricsFile) {
     if let Some(cv) = &metrics.cross_validation {
-        let line = |name: &str, s: &mvsa_sentiment::training::cv::Spread| {
-            println!(
-                "{name}: accuracy {:.4} ± {:.4}, macro-F1 {:.4} ± {:.4}, weighted-F1 {:.4} ± {:.4}",
-                s.accuracy.mean,
-                s.accuracy.sd,
-                s.macro_f1.mean,
-                s.macro_f1.sd,
-                s.weighted_f1.mean,
-                s.weighted_f1.sd
-            )
-        };
+        let line = |name: &str, s: &mvsa_sentiment::training::cv::Spread| println!("{name}: {s}");
         println!(
             "{}-fold cross-validation over {} pairs, {} epochs (then trained on all of them):",
             cv.folds, cv.pairs, cv.epochs

@@ -32,6 +32,22 @@ pub struct Spread {
     pub weighted_f1: MeanSd,
 }
 
+impl std::fmt::Display for Spread {
+    /// "accuracy 0.7253 ± 0.0134, macro-F1 …, weighted-F1 …", as the CLIs print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scores = [
+            ("accuracy", self.accuracy),
+            ("macro-F1", self.macro_f1),
+            ("weighted-F1", self.weighted_f1),
+        ];
+        for (i, (name, s)) in scores.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{name} {:.4} ± {:.4}", s.mean, s.sd)?;
+        }
+        Ok(())
+    }
+}
+
 /// What cross-validation measured, as `metrics.json` records it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CrossValidation {
