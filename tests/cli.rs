@@ -126,6 +126,31 @@ fn cross_validation_estimates_then_trains_on_every_pair() {
     assert!(confusion.contains("Out of fold, 3-fold cross-validation: accuracy"));
 }
 
+/// The shipped model's `guid,tag` file for the fixture folder: the page's folder mode must
+/// write the same bytes (tests/e2e/folder.test.mjs reads this file). `UPDATE_GOLDEN=1`
+/// rewrites it after retraining.
+#[test]
+fn shipped_model_predicts_the_fixture_folder_as_the_golden_file_says() {
+    let out = predict(&support::root().join("www/model"))
+        .args(["--data", arg(&fixture())])
+        .args(["--list", arg(&fixture().join("test_without_label.txt"))])
+        .args(["--out", "-"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let golden = support::root().join("tests/golden/mini-predictions.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &out).unwrap();
+    }
+    let expected = std::fs::read(&golden).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(expected).unwrap()
+    );
+}
+
 #[test]
 fn predict_writes_the_lab_format_and_single_pairs_as_json() {
     let dir = tempfile::tempdir().unwrap();

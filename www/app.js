@@ -1,65 +1,52 @@
-// Wires the page to the worker (worker.js), which hosts the wasm module: decoding, resizing,
-// tokenising and the model all run in Rust (pkg/), off the main thread. This file only moves
-// bytes and text between the DOM and the worker.
+// Wires the page to the worker (worker.js, through bridge.js), which hosts the wasm module:
+// decoding, resizing, tokenising, the model and its explanations all run in Rust (pkg/), off
+// the main thread. This file only moves bytes and text between the DOM and the worker; the
+// folder mode is folder.js, the drawing of explanations explain.js.
 
-const $ = (id) => document.getElementById(id);
+import { $, confusionTable, listen, message, pct, request } from "./bridge.js";
+import { explanationPending, showExplanation } from "./explain.js";
+import { wireFolder } from "./folder.js";
+
 const params = new URLSearchParams(location.search);
 const BACKENDS = ["auto", "webgpu", "cpu"];
 const BACKEND_KEY = "mvsa:backend";
+const MODEL_KEY = "mvsa:model";
 // Where the model runs: ?backend= (for links and tests), else the Backend menu's last choice
 // (remembered in this browser), else auto.
-let backendChoice = [params.get("backend"), storedBackend(), "auto"].find((b) => BACKENDS.includes(b));
+let backendChoice = [params.get("backend"), stored(BACKEND_KEY), "auto"].find((b) => BACKENDS.includes(b));
 let models = []; // www/models.json: what each model is, costs and scores
 let current = null; // the manifest entry of the model answering now
+let limits = {}; // what the loaded model accepts: {maxCaptionBytes, maxSide, formats}
 let ready = false; // whether a model is loaded
 let loading = 0; // generation of the newest load, so a slow earlier one cannot win
 let remember = false; // whether the Backend menu's choice is stored once its load succeeds
 let loadId = 0; // the worker request of the newest load (its later backend answers count)
 let asking = 0; // generation of the newest classification: only its answer is shown
+let picking = 0; // generation of the newest picture chosen: only its check counts
 let imageBytes = null;
 let previewUrl = null;
 
-// The worker and its requests: each gets an id; progress comes back with it.
-const worker = new Worker(new URL("worker.js", import.meta.url), { type: "module" });
-const pending = new Map();
-let nextId = 0;
-
-function storedBackend() {
+function stored(key) {
   try {
-    return localStorage.getItem(BACKEND_KEY);
+    return localStorage.getItem(key);
   } catch {
     return null; // storage switched off: the choice lasts for this visit
   }
 }
 
-function request(type, payload = {}, onProgress = null, onId = null) {
-  const id = ++nextId;
-  onId?.(id);
-  return new Promise((resolve, reject) => {
-    pending.set(id, { resolve, reject, onProgress });
-    worker.postMessage({ id, type, ...payload });
-  });
+function store(key, value) {
+  try {
+    localStorage.setItem(key, value);
+  } catch {}
 }
 
-worker.onmessage = ({ data }) => {
+listen((data) => {
   if (data.type === "backend") return data.id === loadId && showBackend(data.backend, data.why);
-  const waiting = pending.get(data.id);
-  if (!waiting) return;
-  if (data.type === "progress") return waiting.onProgress?.(data);
-  pending.delete(data.id);
-  if (data.type === "error") waiting.reject(new Error(data.message));
-  else waiting.resolve(data);
-};
+  if (data.type === "stopped") showError(`The page's worker stopped: ${data.message}`);
+});
 
-worker.onerror = (e) => {
-  e.preventDefault();
-  showError(`The page's worker stopped: ${e.message ?? "it could not start"}`);
-  for (const waiting of pending.values()) waiting.reject(new Error("the worker stopped"));
-  pending.clear();
-};
-
-function showError(message) {
-  $("error").textContent = message;
+function showError(text) {
+  $("error").textContent = text;
   $("error").hidden = false;
 }
 
@@ -67,14 +54,28 @@ function clearError() {
   $("error").hidden = true;
 }
 
-function message(e) {
-  return e instanceof Error ? e.message : String(e);
+const utf8Bytes = (text) => new TextEncoder().encode(text).length;
+
+function captionProblem() {
+  const bytes = utf8Bytes($("caption").value);
+  const limit = limits.maxCaptionBytes;
+  return limit && bytes > limit ? `The caption is ${bytes.toLocaleString("en")} bytes; the limit is ${limit.toLocaleString("en")}.` : null;
 }
 
 function updateButton() {
   const caption = $("caption").value.trim();
   const busy = document.body.dataset.busy === "true";
-  $("classify").disabled = busy || !ready || (!imageBytes && !caption);
+  $("classify").disabled = busy || !ready || (!imageBytes && !caption) || captionProblem() !== null;
+}
+
+// The caption's size against the model's limit, as it is typed.
+function updateCount() {
+  const bytes = utf8Bytes($("caption").value);
+  const limit = limits.maxCaptionBytes;
+  const count = $("caption-count");
+  count.textContent = limit ? `${bytes.toLocaleString("en")} / ${limit.toLocaleString("en")} bytes` : `${bytes.toLocaleString("en")} bytes`;
+  count.classList.toggle("over", captionProblem() !== null);
+  if (captionProblem()) count.textContent += ` — too long by ${(bytes - limit).toLocaleString("en")}`;
 }
 
 function setBusy(busy) {
@@ -94,25 +95,56 @@ function showBackend(backend, why) {
   document.body.dataset.backend = backend;
 }
 
-async function setImage(blob) {
-  clearError();
-  imageBytes = new Uint8Array(await blob.arrayBuffer());
+// A result describes the input it was given: new input hides it.
+function hideResult() {
+  asking++;
+  $("result").hidden = true;
+  explanationPending(false);
+  setBusy(false);
+}
+
+function showPicture(blob) {
   if (previewUrl) URL.revokeObjectURL(previewUrl);
-  previewUrl = URL.createObjectURL(blob);
-  $("preview").src = previewUrl;
-  $("preview").hidden = false;
-  $("drop-hint").hidden = true;
+  previewUrl = blob ? URL.createObjectURL(blob) : null;
+  $("preview").hidden = !blob;
+  if (blob) $("preview").src = previewUrl;
+  else $("preview").removeAttribute("src");
+  $("drop-hint").hidden = Boolean(blob);
+}
+
+// A chosen picture is checked at once (decoded in the worker, as classify will): a file that
+// cannot be used is said so now, and is neither previewed nor kept.
+async function setImage(blob) {
+  const generation = ++picking;
+  clearError();
+  hideResult();
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  imageBytes = null;
+  showPicture(null);
+  updateButton();
+  try {
+    await request("inspect", { image: bytes.slice().buffer });
+  } catch (e) {
+    if (generation !== picking) return;
+    $("file").value = "";
+    showError(`${blob.name ? `${blob.name}: ` : ""}this file cannot be used: ${message(e)}.`);
+    return;
+  }
+  if (generation !== picking) return;
+  imageBytes = bytes;
+  showPicture(blob);
   updateButton();
 }
 
 function clearAll() {
+  picking++;
   imageBytes = null;
-  $("preview").hidden = true;
-  $("preview").removeAttribute("src");
-  $("drop-hint").hidden = false;
+  showPicture(null);
+  $("file").value = ""; // so that the same picture can be chosen again
   $("caption").value = "";
-  $("result").hidden = true;
+  hideResult();
   clearError();
+  updateCount();
   updateButton();
 }
 
@@ -141,26 +173,46 @@ function bars(id, labels, probs) {
 async function classify() {
   clearError();
   const generation = ++asking;
-  const caption = $("caption").value;
+  const caption = $("caption").value.trim() ? $("caption").value : null;
+  const image = imageBytes;
+  const url = previewUrl;
   setBusy(true);
+  explanationPending(false);
+  let r;
   try {
     // A copy goes to the worker; the page keeps its picture for the next question.
-    const image = imageBytes ? imageBytes.slice().buffer : null;
-    const r = await request("classify", { image, caption: caption.trim() ? caption : null });
+    r = await request("classify", { image: image?.slice().buffer ?? null, caption });
     if (generation !== asking) return;
     $("label").textContent = r.label;
     bars("fused", r.labels, r.fused);
     bars("image", r.labels, r.image);
     bars("text", r.labels, r.text);
-    $("timing").textContent = `${r.ms.toFixed(1)} ms on ${r.backend === "webgpu" ? "WebGPU" : "the CPU (wasm)"}`;
+    const where = r.backend === "webgpu" ? "WebGPU" : "the CPU (wasm)";
+    $("timing").textContent = `Answered by ${current.title} in ${r.ms.toFixed(1)} ms on ${where}.`;
     $("result").hidden = false;
+    $("result").dataset.model = current.id;
   } catch (e) {
     if (generation !== asking) return;
     // The message replaces the previous answer, which described other input.
     $("result").hidden = true;
     showError(message(e));
+    return;
   } finally {
     if (generation === asking) setBusy(false);
+  }
+  await explain(generation, image, caption, r.label, url);
+}
+
+// After the label is shown: which words and squares of the picture moved it.
+async function explain(generation, image, caption, label, url) {
+  explanationPending(true);
+  try {
+    const e = await request("explain", { image: image?.slice().buffer ?? null, caption, grid: 4, asking: generation });
+    if (generation !== asking || e.stale) return;
+    showExplanation(e, label, url);
+    document.body.dataset.explained = String(generation);
+  } catch (e) {
+    if (generation === asking) explanationPending(true, `No explanation: ${message(e)}`);
   }
 }
 
@@ -171,15 +223,18 @@ async function loadSamples() {
       const button = document.createElement("button");
       button.type = "button";
       const url = new URL(s.image, import.meta.url).href;
-      button.innerHTML = `<img alt=""><span></span>`;
+      button.innerHTML = `<img alt=""><span class="caption"></span><span class="truth"></span>`;
       button.querySelector("img").src = url;
-      button.querySelector("span").textContent = s.caption;
-      button.setAttribute("aria-label", `Sample: ${s.caption}`);
+      button.querySelector(".caption").textContent = s.caption;
+      button.querySelector(".truth").textContent = s.label ? `labelled ${s.label}` : "";
+      button.dataset.label = s.label ?? "";
+      button.setAttribute("aria-label", `Sample, labelled ${s.label}: ${s.caption}`);
       button.addEventListener("click", async () => {
         await setImage(await (await fetch(url)).blob());
         $("caption").value = s.caption;
+        updateCount();
         updateButton();
-        if (ready) await classify();
+        if (ready && imageBytes) await classify();
       });
       $("sample-list").append(button);
     }
@@ -188,7 +243,6 @@ async function loadSamples() {
   }
 }
 
-const pct = (x) => `${(x * 100).toFixed(1)} %`;
 const megabytes = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
 const downloadBytes = (m) => Object.values(m.files).reduce((a, b) => a + b, 0);
 
@@ -208,8 +262,9 @@ async function loadManifest() {
 }
 
 // What the model is expected to score on new pairs: cross-validated means ± their standard
-// deviation over the folds, or (older folders) one validation split's numbers.
-function showMetrics(model) {
+// deviation over the folds, or (older folders) one validation split's numbers; and where its
+// errors go, from the folder's metrics.json.
+async function showMetrics(model) {
   const v = model.validation;
   const score = (name, i, x) =>
     v.sd ? `${name} ${(x * 100).toFixed(1)} ± ${(v.sd[i] * 100).toFixed(1)} %` : `${name} ${pct(x)}`;
@@ -218,7 +273,17 @@ function showMetrics(model) {
     ? `Expected on new pairs (${v.folds}-fold cross-validation over ${v.pairs.toLocaleString("en")} labelled pairs; the model was then trained on all of them)`
     : `Validation (${v.pairs} pairs)`;
   $("metrics-text").textContent = `${how}: ${scores.join(", ")}.`;
-  $("confusion").src = new URL(`${model.id}/confusion.svg`, import.meta.url).href;
+  $("confusion").dataset.model = model.id;
+  try {
+    const response = await fetch(new URL(`${model.id}/metrics.json`, import.meta.url));
+    const metrics = (await response.json()).validation;
+    if ($("confusion").dataset.model !== model.id) return;
+    const labels = metrics.per_class.map((c) => c.label);
+    const caption = v.folds ? "Where the answers went, over the cross-validation folds" : "Where the answers went, on the validation split";
+    $("confusion").replaceChildren(confusionTable(labels, metrics.confusion, caption));
+  } catch {
+    $("confusion").replaceChildren();
+  }
 }
 
 function wire() {
@@ -249,10 +314,14 @@ function wire() {
     const item = [...e.clipboardData.items].find((i) => i.kind === "file");
     if (item) setImage(item.getAsFile());
   });
-  $("caption").addEventListener("input", updateButton);
+  $("caption").addEventListener("input", () => {
+    hideResult();
+    updateCount();
+    updateButton();
+  });
   $("form").addEventListener("submit", (e) => {
     e.preventDefault();
-    classify();
+    if (!$("classify").disabled) classify();
   });
   $("clear").addEventListener("click", clearAll);
   $("model").addEventListener("change", () => loadModel($("model").value));
@@ -260,13 +329,17 @@ function wire() {
   $("backend-choice").addEventListener("change", () => {
     backendChoice = $("backend-choice").value;
     remember = true; // once it has loaded: a choice that fails must not fail every later visit
-    // A ?backend= in the address would override the choice on the next visit.
-    if (params.has("backend")) {
-      params.delete("backend");
-      history.replaceState(null, "", `${location.pathname}${params.size ? `?${params}` : ""}`);
-    }
+    keepInAddress("backend", null); // a ?backend= would override the choice on the next visit
     loadModel($("model").value);
   });
+  wireFolder();
+}
+
+// Set (or, with null, drop) a parameter of the page's address without reloading.
+function keepInAddress(name, value) {
+  if (value === null) params.delete(name);
+  else params.set(name, value);
+  history.replaceState(null, "", `${location.pathname}${params.size ? `?${params}` : ""}`);
 }
 
 const STAGES = {
@@ -289,7 +362,7 @@ function showProgress({ stage, loaded, total, fromCache }) {
 }
 
 // Load (or switch to) the model `id` of the manifest; the previous model keeps answering until
-// the new one is ready, and stays if the new one fails.
+// the new one is ready, and stays (in the menu too) if the new one fails.
 async function loadModel(id) {
   const generation = ++loading;
   const model = models.find((m) => m.id === id);
@@ -305,15 +378,17 @@ async function loadModel(id) {
     const loaded = await request("load", { base, model, backend: backendChoice }, onProgress, onId);
     if (generation !== loading) return;
     current = model;
+    limits = loaded.limits ?? {};
     ready = true;
     if (remember) {
       remember = false;
-      try {
-        localStorage.setItem(BACKEND_KEY, backendChoice);
-      } catch {}
+      store(BACKEND_KEY, backendChoice);
     }
+    store(MODEL_KEY, id);
+    keepInAddress("model", id === models[0].id ? null : id);
     showBackend(loaded.backend, loaded.why);
-    $("result").hidden = true;
+    hideResult();
+    updateCount();
     document.body.dataset.fromCache = String(loaded.fromCache);
     document.body.dataset.ready = String(performance.now() - started);
     document.body.dataset.readyAt = String(performance.now()); // since navigation
@@ -322,7 +397,10 @@ async function loadModel(id) {
     if (generation !== loading) return;
     if (!ready) $("backend").textContent = "not loaded";
     showError(`The model could not be loaded: ${message(e)}`);
-    if (current) showMetrics(current);
+    if (current) {
+      $("model").value = current.id;
+      showMetrics(current);
+    }
   } finally {
     if (generation === loading) $("loader").hidden = true;
     updateButton();
@@ -331,7 +409,9 @@ async function loadModel(id) {
 
 async function main() {
   wire();
+  updateCount();
   loadSamples();
+  navigator.serviceWorker?.register(new URL("../sw.js", import.meta.url)).catch(() => {});
   try {
     await loadManifest();
   } catch (e) {
@@ -339,9 +419,9 @@ async function main() {
     showError(`The page could not start: ${message(e)}`);
     return;
   }
-  // ?model=<id> picks a model of the manifest (`model-small`, or just `small`); the first
-  // one is the default.
-  const wanted = params.get("model");
+  // ?model=<id> picks a model of the manifest (`model-small`, or just `small`), else the one
+  // last loaded in this browser; the first one is the default.
+  const wanted = params.get("model") ?? stored(MODEL_KEY);
   const chosen = models.find((m) => m.id === wanted || m.id === `model-${wanted}`) ?? models[0];
   $("model").value = chosen.id;
   await loadModel(chosen.id);

@@ -2,13 +2,16 @@
 // the folder through the Cache API), has the Rust side (pkg/) build the classifier, warms it up
 // and classifies, all off the main thread. app.js talks to it with messages: requests
 // {id, type, ...} in; {id, type: "progress" | "loaded" | "result" | "error", ...} out, and
-// {id, type: "backend", backend, why} once `auto` has compared WebGPU with the CPU.
+// {id, type: "backend", backend, why} once `auto` has compared WebGPU with the CPU. Requests:
+// load, classify, explain (after a classify: skipped once a newer one came), inspect (check a
+// picture as it is chosen) and pair (one pair of a folder, from its files' bytes).
 //
 // Two builds of the module: pkg/cpu (Burn's flex backend, small) always comes first;
 // pkg/webgpu is fetched only where the browser has a hardware WebGPU adapter.
 
 const modules = {}; // kind ("cpu" | "webgpu") → the initialised wasm-bindgen module
 let classifier = null; // the WebClassifier answering now
+let asking = 0; // the page's generation of its newest classification
 let wasmLock = Promise.resolve(); // one call into the wasm at a time
 let loading = 0; // generation of the newest load
 
@@ -27,6 +30,9 @@ self.onmessage = async ({ data }) => {
   try {
     if (type === "load") await load(id, data);
     else if (type === "classify") post({ id, type: "result", ...(await classify(data)) });
+    else if (type === "explain") post({ id, type: "result", ...(await explain(data)) });
+    else if (type === "inspect") post({ id, type: "result", ...(await inspect(data)) });
+    else if (type === "pair") post({ id, type: "result", ...(await pair(data)) });
     else throw new Error(`unknown request ${type}`);
   } catch (e) {
     post({ id, type: "error", message: message(e) });
@@ -35,8 +41,47 @@ self.onmessage = async ({ data }) => {
 
 async function classify({ image, caption }) {
   if (!classifier) throw new Error("no model is loaded yet");
+  asking++;
   const bytes = image ? new Uint8Array(image) : undefined;
   return exclusive(() => classifier.classify(bytes, caption || undefined));
+}
+
+// Occlusion explanations cost a few forward passes: one whose classification has been
+// overtaken by a newer one is skipped, so it never delays the newer answer.
+async function explain({ image, caption, grid }) {
+  if (!classifier) throw new Error("no model is loaded yet");
+  const mine = asking;
+  const bytes = image ? new Uint8Array(image) : undefined;
+  return exclusive(() => (mine !== asking ? { stale: true } : classifier.explain(bytes, caption || undefined, grid)));
+}
+
+// A picture checked as it is chosen; before any model is loaded it is checked on classify.
+async function inspect({ image }) {
+  if (!classifier) return { unchecked: true };
+  // Decoding only, synchronous, on the CPU: it need not wait behind a slow explanation.
+  return classifier.inspect(new Uint8Array(image));
+}
+
+// One pair of a folder, from its files' bytes, the way the native `predict --list` reads it:
+// the caption decoded as the trainer does; an empty caption leaves the picture alone, and a
+// picture that cannot be read leaves the caption alone (said in `note`).
+async function pair({ image, caption }) {
+  if (!classifier) throw new Error("no model is loaded yet");
+  const glue = await modules[classifier.backend];
+  const text = caption ? glue.decodeCaption(new Uint8Array(caption)) : "";
+  const bytes = image ? new Uint8Array(image) : undefined;
+  return exclusive(async () => {
+    const notes = [];
+    if (!text.trim() && bytes) notes.push("empty caption: the picture alone");
+    try {
+      const r = await classifier.classify(bytes, text.trim() ? text : undefined);
+      return { ...r, caption: text, note: notes.join("; ") };
+    } catch (e) {
+      if (!bytes || !text.trim()) throw e;
+      const r = await classifier.classify(undefined, text);
+      return { ...r, caption: text, note: `picture unreadable (${message(e)}): the caption alone` };
+    }
+  });
 }
 
 // What the browser's WebGPU adapter is: {hardware: true, name} where it is worth trying, else
@@ -78,7 +123,8 @@ async function load(id, { base, model, backend }) {
     auto: adapter?.hardware ? `trying WebGPU (${adapter?.name}) in the background` : adapter?.why,
   }[backend];
   const { fromCache } = await files;
-  post({ id, type: "loaded", backend: ready.next.backend, warm: ready.warm, fromCache, why });
+  const limits = ready.next.limits;
+  post({ id, type: "loaded", backend: ready.next.backend, warm: ready.warm, fromCache, why, limits });
   if (adapter?.hardware) await compare(id, generation, files, ready.warm, adapter.name);
 }
 

@@ -7,7 +7,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, Error)]
 pub enum Error {
-    #[error("not a readable image ({0})")]
+    #[error("{0}")]
     Image(String),
     #[error("image is {width}x{height} px; the limit is {limit}x{limit}")]
     ImageTooLarge { width: u32, height: u32, limit: u32 },

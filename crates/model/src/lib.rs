@@ -11,6 +11,7 @@
 pub mod classifier;
 pub mod config;
 pub mod error;
+pub mod explain;
 pub mod folder;
 pub mod metrics;
 pub mod model;

@@ -99,6 +99,23 @@ fn longest_emoji(s: &str) -> Option<(&'static emojis::Emoji, usize)> {
 /// Most memory one decoded picture may take.
 pub const MAX_DECODED_BYTES: u64 = 192 << 20;
 
+/// The picture formats the image crate is built with here, in plain words.
+pub const FORMATS: &str = "a JPEG, PNG, WebP or GIF picture";
+
+fn reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>> {
+    ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(unreadable)
+}
+
+/// A decoder's error, said for a person: the file is damaged or cut short (what every decoding
+/// error after a good header means), with the decoder's own words after it.
+fn unreadable(e: impl std::fmt::Display) -> Error {
+    Error::Image(format!(
+        "the picture is damaged or cut short and cannot be read (the decoder says: {e})"
+    ))
+}
+
 /// Decodes, resizes and normalises pictures the way the model's config says.
 #[derive(Clone, Debug)]
 pub struct ImagePreprocessor {
@@ -114,20 +131,17 @@ impl ImagePreprocessor {
         &self.config
     }
 
-    /// Decode JPEG or PNG bytes to RGB, refusing pictures over `max_side` before allocating them.
-    pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage> {
-        let reader = || {
-            ImageReader::new(Cursor::new(bytes))
-                .with_guessed_format()
-                .map_err(|e| Error::Image(e.to_string()))
-        };
-        let probe = reader()?;
+    /// The picture's width and height from its header, without decoding it: an error in plain
+    /// words for a file that is no picture of a known format, has no pixels or is over
+    /// `max_side`.
+    pub fn dimensions(&self, bytes: &[u8]) -> Result<(u32, u32)> {
+        let probe = reader(bytes)?;
         if probe.format().is_none() {
-            return Err(Error::Image("unknown format; expected JPEG or PNG".into()));
+            return Err(Error::Image(format!(
+                "not a picture this page can read; use {FORMATS}"
+            )));
         }
-        let (width, height) = probe
-            .into_dimensions()
-            .map_err(|e| Error::Image(e.to_string()))?;
+        let (width, height) = probe.into_dimensions().map_err(unreadable)?;
         let limit = self.config.max_side;
         if width > limit || height > limit {
             return Err(Error::ImageTooLarge {
@@ -137,22 +151,39 @@ impl ImagePreprocessor {
             });
         }
         if width == 0 || height == 0 {
-            return Err(Error::Image("image has no pixels".into()));
+            return Err(Error::Image("the picture has no pixels".into()));
         }
+        Ok((width, height))
+    }
+
+    /// Decode the picture to RGB (the first frame of an animation), refusing pictures over
+    /// `max_side` before allocating them.
+    pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage> {
+        let (width, height) = self.dimensions(bytes)?;
         // Refuse before allocating what a wasm page (4 GiB at most) cannot afford: a 10,000 x
         // 10,000 photo needs 300 MB as RGB.
         let mut limits = image::Limits::default();
         limits.max_alloc = Some(MAX_DECODED_BYTES);
-        let mut decoder = reader()?;
+        let mut decoder = reader(bytes)?;
         decoder.limits(limits);
         let image = decoder.decode().map_err(|e| match e {
             image::ImageError::Limits(_) => Error::Image(format!(
                 "{width}x{height} px needs more than {} MB to decode",
                 MAX_DECODED_BYTES >> 20
             )),
-            e => Error::Image(e.to_string()),
+            e => unreadable(e),
         })?;
-        Ok(image.to_rgb8())
+        // An RGB picture (every JPEG) is kept as it is, not copied.
+        Ok(image.into_rgb8())
+    }
+
+    /// Where the centre square the model sees lies in a `width` x `height` picture: x, y,
+    /// width, height as fractions of the picture's (resize to fill, then the centre crop).
+    pub fn crop_fraction(&self, width: u32, height: u32) -> [f32; 4] {
+        let kept = self.config.size as f32 / self.config.resize as f32;
+        let short = width.min(height) as f32;
+        let (w, h) = (kept * short / width as f32, kept * short / height as f32);
+        [(1.0 - w) / 2.0, (1.0 - h) / 2.0, w, h]
     }
 
     /// Resize to fill a `resize`² square and centre-crop: the stored form training crops from.
@@ -376,6 +407,14 @@ impl TextPreprocessor {
             ids,
             mask,
             shape: [batch, width],
+        }
+    }
+
+    /// A lone padding token: what a caption with every word hidden reads as (an empty row
+    /// would have nothing to pool).
+    pub fn padding(&self) -> Tokens {
+        Tokens {
+            ids: vec![self.config.preprocess.pad_id],
         }
     }
 

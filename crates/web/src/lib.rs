@@ -41,6 +41,13 @@ pub fn start() {
 #[wasm_bindgen]
 pub fn noop() {}
 
+/// A caption file's bytes as text, decoded the way the trainer reads the data set (UTF-8, else
+/// GBK, else Windows-1252): the page's folder mode reads `.txt` captions with it.
+#[wasm_bindgen(js_name = decodeCaption)]
+pub fn decode_caption(bytes: &[u8]) -> String {
+    mvsa_model::preprocess::decode_caption(bytes)
+}
+
 /// Whether this build can run on WebGPU.
 #[wasm_bindgen(js_name = hasWebGpu)]
 pub fn has_webgpu() -> bool {
@@ -102,6 +109,22 @@ struct Profile {
     heads: f64,
 }
 
+/// What the model accepts, from its config: the page checks input against it as it is given.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Limits {
+    max_caption_bytes: Option<usize>,
+    max_side: Option<u32>,
+    formats: &'static str,
+}
+
+/// A picture's size, as `inspect` found it.
+#[derive(Serialize)]
+struct Inspected {
+    width: u32,
+    height: u32,
+}
+
 /// A loaded model folder, bound to one backend.
 #[wasm_bindgen]
 pub struct WebClassifier {
@@ -155,6 +178,51 @@ impl WebClassifier {
     #[wasm_bindgen(getter)]
     pub fn labels(&self) -> Vec<String> {
         self.classifier.config().labels.clone()
+    }
+
+    /// `{maxCaptionBytes, maxSide, formats}`: the longest caption in UTF-8 bytes, the largest
+    /// picture side (absent for a model without that branch), and the picture formats read.
+    #[wasm_bindgen(getter)]
+    pub fn limits(&self) -> Result<JsValue, JsError> {
+        let config = self.classifier.config();
+        let limits = Limits {
+            max_caption_bytes: config.text.as_ref().map(|t| t.preprocess.max_bytes),
+            max_side: config.image.as_ref().map(|i| i.preprocess.max_side),
+            formats: mvsa_model::preprocess::FORMATS,
+        };
+        serde_wasm_bindgen::to_value(&limits).map_err(js_err)
+    }
+
+    /// Decode a picture the way `classify` will, without running the model: `{width,
+    /// height}`, or an error in plain words (not a picture, damaged, too large). The page
+    /// checks a file with it as soon as it is chosen.
+    pub fn inspect(&self, image: &[u8]) -> Result<JsValue, JsError> {
+        let pre = (self.classifier.image_preprocessor())
+            .ok_or_else(|| js_err("this model reads captions only"))?;
+        let picture = pre.decode(image).map_err(js_err)?;
+        let (width, height) = picture.dimensions();
+        serde_wasm_bindgen::to_value(&Inspected { width, height }).map_err(js_err)
+    }
+
+    /// Why the model decided (occlusion): `{labels, fused, words: [{before, word, effect}],
+    /// picture: {width, height, crop, rows, cols, cells}}`, each effect the fall in each
+    /// label's fused probability when that word, or that cell of a `grid` x `grid` split of
+    /// the picture, is hidden.
+    pub async fn explain(
+        &self,
+        image: Option<Vec<u8>>,
+        caption: Option<String>,
+        grid: usize,
+    ) -> Result<JsValue, JsError> {
+        let pair = Pair {
+            image: image.as_deref(),
+            caption: caption.as_deref(),
+        };
+        let occlusion = self.classifier.occlude(pair, grid).map_err(js_err)?;
+        let explanation = occlusion.read_async().await.map_err(js_err)?;
+        explanation
+            .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(js_err)
     }
 
     /// Run synthetic inputs through every kernel a classification can need (on WebGPU, each

@@ -346,3 +346,47 @@ async fn bad_input_is_an_error_and_the_model_keeps_working() {
     let a = answer(&model, Some(image), Some(&caption)).await.unwrap();
     assert!((a.fused.iter().sum::<f32>() - 1.0).abs() < 1e-4);
 }
+
+/// The page's checks and explanations in wasm: `decodeCaption` reads a GBK caption as the
+/// trainer does, `inspect` sizes a picture and refuses a cut-short one, and an explanation's
+/// whole-pair probabilities are `classify`'s, with a cell per square of the grid.
+#[wasm_bindgen_test]
+async fn inspect_decode_and_explain_as_the_page_uses_them() {
+    let model = classifier(&SMALL, "cpu").await.unwrap();
+    let (image, raw) = fixture("4597");
+    assert_eq!(mvsa_web::decode_caption(raw), decode_caption(raw));
+    #[derive(Deserialize)]
+    struct Size {
+        width: u32,
+        height: u32,
+    }
+    let size: Size = serde_wasm_bindgen::from_value(model.inspect(image).unwrap()).unwrap();
+    let decoded = image::load_from_memory(image).unwrap();
+    assert_eq!(
+        (size.width, size.height),
+        (decoded.width(), decoded.height())
+    );
+    let cut = &image[..image.len() / 3];
+    let why = String::from(
+        js_sys::Error::from(JsValue::from(model.inspect(cut).err().unwrap())).message(),
+    );
+    assert!(why.contains("damaged or cut short"), "{why}");
+
+    let caption = decode_caption(raw);
+    let answer = answer(&model, Some(image), Some(&caption)).await.unwrap();
+    let explained = model
+        .explain(Some(image.to_vec()), Some(caption.clone()), 4)
+        .await
+        .map_err(JsValue::from)
+        .unwrap();
+    let explained: serde_json::Value = serde_wasm_bindgen::from_value(explained).unwrap();
+    let fused: Vec<f32> = serde_json::from_value(explained["fused"].clone()).unwrap();
+    assert!(
+        close(&fused, &answer.fused),
+        "{fused:?} vs {:?}",
+        answer.fused
+    );
+    assert_eq!(explained["picture"]["cells"].as_array().unwrap().len(), 16);
+    let words = explained["words"].as_array().unwrap();
+    assert_eq!(words.len(), caption.split_whitespace().count());
+}

@@ -1,0 +1,68 @@
+// The page's service worker: it makes the page open and classify offline after one visit.
+// It lives beside index.html because a service worker only controls pages at or below its
+// own folder. Same-origin requests go to the network first (a rebuilt page or model is never
+// stale) and fall back to this cache; the page's files and the CPU module are cached when it
+// installs. Model weights are not kept here: the page's worker keeps each model folder in its
+// own cache, checked against www/models.json and replaced when the model changes.
+
+const CACHE = "mvsa-page-v1";
+const PAGE = [
+  "./",
+  "index.html",
+  "www/app.js",
+  "www/bridge.js",
+  "www/explain.js",
+  "www/folder.js",
+  "www/worker.js",
+  "www/style.css",
+  "www/icon.svg",
+  "www/icon-192.png",
+  "www/icon-512.png",
+  "www/app.webmanifest",
+  "www/models.json",
+  "www/samples/samples.json",
+  "pkg/cpu/mvsa_sentiment.js",
+  "pkg/cpu/mvsa_sentiment_bg.wasm",
+];
+// Kept by the worker's model caches instead (tens of MB each).
+const MODEL_FILES = /\/(model\.bpk|tokenizer\.json)$/;
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(
+    caches
+      .open(CACHE)
+      .then((cache) => cache.addAll(PAGE))
+      .then(() => self.skipWaiting()),
+  );
+});
+
+self.addEventListener("activate", (event) => {
+  const older = (name) => name.startsWith("mvsa-page-") && name !== CACHE;
+  event.waitUntil(
+    caches
+      .keys()
+      .then((names) => Promise.all(names.filter(older).map((n) => caches.delete(n))))
+      .then(() => self.clients.claim()),
+  );
+});
+
+self.addEventListener("fetch", (event) => {
+  const url = new URL(event.request.url);
+  if (event.request.method !== "GET" || url.origin !== location.origin) return;
+  if (MODEL_FILES.test(url.pathname)) return;
+  event.respondWith(networkFirst(event.request));
+});
+
+async function networkFirst(request) {
+  const cache = await caches.open(CACHE);
+  try {
+    const response = await fetch(request);
+    if (response.ok && response.type === "basic") await cache.put(request, response.clone());
+    return response;
+  } catch (offline) {
+    // A page address may carry ?model= or ?backend=: the page is the same.
+    const cached = await cache.match(request, { ignoreSearch: request.mode === "navigate" });
+    if (cached) return cached;
+    throw offline;
+  }
+}
