@@ -366,7 +366,8 @@ async fn inspect_decode_and_explain_as_the_page_uses_them() {
         (size.width, size.height),
         (decoded.width(), decoded.height())
     );
-    let cut = &image[..image.len() / 3];
+    // 4066's first third (the JPEG decoder reads some cut-short files to the end in grey).
+    let cut = &fixture("4066").0[..fixture("4066").0.len() / 3];
     let why = String::from(
         js_sys::Error::from(JsValue::from(model.inspect(cut).err().unwrap())).message(),
     );
