@@ -207,7 +207,7 @@ async function classify() {
 async function explain(generation, image, caption, label, url) {
   explanationPending(true);
   try {
-    const e = await request("explain", { image: image?.slice().buffer ?? null, caption, grid: 4, asking: generation });
+    const e = await request("explain", { image: image?.slice().buffer ?? null, caption, grid: 4 });
     if (generation !== asking || e.stale) return;
     showExplanation(e, label, url);
     document.body.dataset.explained = String(generation);
