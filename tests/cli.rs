@@ -211,7 +211,11 @@ fn predict_writes_the_lab_format_and_single_pairs_as_json() {
         .args(["--image", arg(&corrupt), "--text", "hello"])
         .assert()
         .failure()
-        .stderr(predicate::str::contains("corrupt.jpg").and(predicate::str::contains("image")));
+        .stderr(
+            predicate::str::contains("corrupt.jpg")
+                .and(predicate::str::contains("picture is damaged"))
+                .and(predicate::str::contains("\n)").not()),
+        );
     predict(&a)
         .args(["--text", "   "])
         .assert()

@@ -111,8 +111,11 @@ fn reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>> {
 /// A decoder's error, said for a person: the file is damaged or cut short (what every decoding
 /// error after a good header means), with the decoder's own words after it.
 fn unreadable(e: impl std::fmt::Display) -> Error {
+    // Some decoders end their message with a newline, which would break the sentence.
+    let said = e.to_string();
     Error::Image(format!(
-        "the picture is damaged or cut short and cannot be read (the decoder says: {e})"
+        "the picture is damaged or cut short and cannot be read (the decoder says: {})",
+        said.trim_end()
     ))
 }
 
