@@ -16,7 +16,7 @@ const MODEL_KEY = "mvsa:model";
 let backendChoice = [params.get("backend"), stored(BACKEND_KEY), "auto"].find((b) => BACKENDS.includes(b));
 let models = []; // www/models.json: what each model is, costs and scores
 let current = null; // the manifest entry of the model answering now
-let limits = {}; // what the loaded model accepts: {maxCaptionBytes, maxSide, formats}
+let limits = {}; // what the loaded model accepts: {maxCaptionBytes, maxSide, maxFileBytes, formats}
 let ready = false; // whether a model is loaded
 let loading = 0; // generation of the newest load, so a slow earlier one cannot win
 let remember = false; // whether the Backend menu's choice is stored once its load succeeds
@@ -118,16 +118,24 @@ async function setImage(blob) {
   const generation = ++picking;
   clearError();
   hideResult();
-  const bytes = new Uint8Array(await blob.arrayBuffer());
+  // The previous picture goes at once: a click before this one is checked must not send it.
   imageBytes = null;
   showPicture(null);
   updateButton();
+  const refuse = (why) => {
+    $("file").value = "";
+    showError(`${blob.name ? `${blob.name}: ` : ""}this file cannot be used: ${why}.`);
+  };
+  if (limits.maxFileBytes && blob.size > limits.maxFileBytes) {
+    const mb = (n) => (n / 2 ** 20).toFixed(1);
+    return refuse(`it is ${mb(blob.size)} MB; pictures up to ${mb(limits.maxFileBytes)} MB are read`);
+  }
+  const bytes = new Uint8Array(await blob.arrayBuffer());
+  if (generation !== picking) return;
   try {
     await request("inspect", { image: bytes.slice().buffer });
   } catch (e) {
-    if (generation !== picking) return;
-    $("file").value = "";
-    showError(`${blob.name ? `${blob.name}: ` : ""}this file cannot be used: ${message(e)}.`);
+    if (generation === picking) refuse(message(e));
     return;
   }
   if (generation !== picking) return;
@@ -189,6 +197,8 @@ async function classify() {
     bars("text", r.labels, r.text);
     const where = r.backend === "webgpu" ? "WebGPU" : "the CPU (wasm)";
     $("timing").textContent = `Answered by ${current.title} in ${r.ms.toFixed(1)} ms on ${where}.`;
+    $("timing").title = `The model's engine holds ${megabytes(r.wasmBytes)} of memory.`;
+    $("result").dataset.wasmBytes = String(r.wasmBytes);
     $("result").hidden = false;
     $("result").dataset.model = current.id;
   } catch (e) {

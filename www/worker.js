@@ -1,22 +1,27 @@
 // The page's worker: it downloads the wasm module and a model folder (streamed, with progress,
 // the folder through the Cache API), has the Rust side (pkg/) build the classifier, warms it up
 // and classifies, all off the main thread. app.js talks to it with messages: requests
-// {id, type, ...} in; {id, type: "progress" | "loaded" | "result" | "error", ...} out, and
+// {id, type, ...} in; {id, type: "progress" | "loaded" | "result" | "error", ...} out (results
+// of classify, inspect and pair carry `wasmBytes`, the wasm memory held), and
 // {id, type: "backend", backend, why} once `auto` has compared WebGPU with the CPU. Requests:
-// load, classify, explain (after a classify: skipped once a newer one came), inspect (check a
+// load, classify, explain (after a classify: skipped once newer input came), inspect (check a
 // picture as it is chosen) and pair (one pair of a folder, from its files' bytes).
 //
 // Two builds of the module: pkg/cpu (Burn's flex backend, small) always comes first;
 // pkg/webgpu is fetched only where the browser has a hardware WebGPU adapter.
 
 const modules = {}; // kind ("cpu" | "webgpu") → the initialised wasm-bindgen module
+const memories = {}; // kind → that module's linear memory (it grows, and never shrinks)
 let classifier = null; // the WebClassifier answering now
-let asking = 0; // the page's generation of its newest classification
+let asked = 0; // requests about new input so far (classify, inspect, pair): explanations asked before the newest are skipped
 let wasmLock = Promise.resolve(); // one call into the wasm at a time
 let loading = 0; // generation of the newest load
 
 const post = (message) => self.postMessage(message);
 const message = (e) => (e instanceof Error ? e.message : String(e));
+
+// The bytes of wasm memory the page holds now, every module together.
+const wasmBytes = () => Object.values(memories).reduce((sum, m) => sum + m.buffer.byteLength, 0);
 
 // Run `f` when no other call into the wasm is running (downloads run alongside).
 function exclusive(f) {
@@ -29,10 +34,10 @@ self.onmessage = async ({ data }) => {
   const { id, type } = data;
   try {
     if (type === "load") await load(id, data);
-    else if (type === "classify") post({ id, type: "result", ...(await classify(data)) });
+    else if (type === "classify") post({ id, type: "result", ...(await classify(data)), wasmBytes: wasmBytes() });
     else if (type === "explain") post({ id, type: "result", ...(await explain(data)) });
-    else if (type === "inspect") post({ id, type: "result", ...(await inspect(data)) });
-    else if (type === "pair") post({ id, type: "result", ...(await pair(data)) });
+    else if (type === "inspect") post({ id, type: "result", ...(await inspect(data)), wasmBytes: wasmBytes() });
+    else if (type === "pair") post({ id, type: "result", ...(await pair(data)), wasmBytes: wasmBytes() });
     else throw new Error(`unknown request ${type}`);
   } catch (e) {
     post({ id, type: "error", message: message(e) });
@@ -41,22 +46,27 @@ self.onmessage = async ({ data }) => {
 
 async function classify({ image, caption }) {
   if (!classifier) throw new Error("no model is loaded yet");
-  asking++;
+  asked++;
   const bytes = image ? new Uint8Array(image) : undefined;
   return exclusive(() => classifier.classify(bytes, caption || undefined));
 }
 
-// Occlusion explanations cost a few forward passes: one whose classification has been
-// overtaken by a newer one is skipped, so it never delays the newer answer.
+// Occlusion explanations cost a few forward passes (seconds on a slow CPU), which cannot be
+// stopped once begun: one begins only after a short pause, and is skipped if new input came
+// meanwhile, so going on to the next picture never waits behind an explanation nobody reads.
+const EXPLAIN_AFTER_MS = 300;
+
 async function explain({ image, caption, grid }) {
   if (!classifier) throw new Error("no model is loaded yet");
-  const mine = asking;
+  const mine = asked;
   const bytes = image ? new Uint8Array(image) : undefined;
-  return exclusive(() => (mine !== asking ? { stale: true } : classifier.explain(bytes, caption || undefined, grid)));
+  await new Promise((resolve) => setTimeout(resolve, EXPLAIN_AFTER_MS));
+  return exclusive(() => (mine !== asked ? { stale: true } : classifier.explain(bytes, caption || undefined, grid)));
 }
 
 // A picture checked as it is chosen; before any model is loaded it is checked on classify.
 async function inspect({ image }) {
+  asked++;
   if (!classifier) return { unchecked: true };
   // Decoding only, synchronous, on the CPU: it need not wait behind a slow explanation.
   return classifier.inspect(new Uint8Array(image));
@@ -67,6 +77,7 @@ async function inspect({ image }) {
 // picture that cannot be read leaves the caption alone (said in `note`).
 async function pair({ image, caption }) {
   if (!classifier) throw new Error("no model is loaded yet");
+  asked++;
   const glue = await modules[classifier.backend];
   const text = caption ? glue.decodeCaption(new Uint8Array(caption)) : "";
   const bytes = image ? new Uint8Array(image) : undefined;
@@ -176,7 +187,8 @@ async function wasmModule(kind, progress) {
       const counted = counting(response, (loaded, total) =>
         progress("engine", { loaded, total }),
       );
-      await glue.default({ module_or_path: counted });
+      const exports = await glue.default({ module_or_path: counted });
+      memories[kind] = exports.memory;
       return glue;
     })();
     modules[kind].catch(() => delete modules[kind]);

@@ -5,7 +5,12 @@
 use std::borrow::Cow;
 use std::io::Cursor;
 
-use image::{DynamicImage, ImageReader, RgbImage, imageops::FilterType};
+use image::imageops::{self, FilterType};
+use image::{
+    DynamicImage, GenericImageView, GrayImage, ImageBuffer, ImageFormat, ImageReader, Pixel,
+    RgbImage,
+};
+use jpeg_decoder::{CodingProcess, PixelFormat};
 use tokenizers::Tokenizer;
 
 use crate::config::{ImagePreprocessing, TextBranchConfig, TextPreprocessing};
@@ -96,8 +101,17 @@ fn longest_emoji(s: &str) -> Option<(&'static emojis::Emoji, usize)> {
 // ---------------------------------------------------------------------------------------------
 // Images
 
-/// Most memory one decoded picture may take.
-pub const MAX_DECODED_BYTES: u64 = 192 << 20;
+/// The largest picture file read: more than any camera's JPEG of `max_side`, and every byte
+/// of it sits in the page's wasm memory while it is decoded.
+pub const MAX_FILE_BYTES: usize = 32 << 20;
+
+/// Most memory a picture decoded at full size may take (PNG, WebP, GIF, and JPEGs too small
+/// to decode reduced): 40 MiB is 3,600 x 3,600 px as RGBA.
+pub const MAX_DECODED_BYTES: u64 = 40 << 20;
+
+/// The most pixels of a progressive JPEG: its decoder keeps every DCT coefficient (two bytes a
+/// sample, up to three samples a pixel) until the last scan, whatever the output size.
+pub const MAX_PROGRESSIVE_PIXELS: u64 = 10_000_000;
 
 /// The picture formats the image crate is built with here, in plain words.
 pub const FORMATS: &str = "a JPEG, PNG, WebP or GIF picture";
@@ -119,6 +133,38 @@ fn unreadable(e: impl std::fmt::Display) -> Error {
     ))
 }
 
+const MB: f64 = (1 << 20) as f64;
+
+/// Over this float buffer, or this many pixels, `resize` cuts out the centre square before
+/// resizing, and over this many pixels a JPEG is decoded reduced: the data set's pictures are
+/// all far under both, so what training saw is what the page sees.
+const RESIZE_BUFFER_BYTES: u64 = 16 << 20;
+const EXACT_PIXELS: u64 = 4_000_000;
+
+/// The centre square of a large picture at `side` x `side`: box-filtered to twice `side` first
+/// where it is larger (cheap, and it allocates only its output), then the triangle filter.
+fn centre_square<I>(image: &I, side: u32) -> ImageBuffer<I::Pixel, Vec<u8>>
+where
+    I: GenericImageView,
+    I::Pixel: Pixel<Subpixel = u8> + 'static,
+{
+    let (width, height) = image.dimensions();
+    let short = width.min(height);
+    let square = imageops::crop_imm(
+        image,
+        (width - short) / 2,
+        (height - short) / 2,
+        short,
+        short,
+    );
+    if short > 2 * side {
+        let half = imageops::thumbnail(&*square, 2 * side, 2 * side);
+        imageops::resize(&half, side, side, FilterType::Triangle)
+    } else {
+        imageops::resize(&*square, side, side, FilterType::Triangle)
+    }
+}
+
 /// Decodes, resizes and normalises pictures the way the model's config says.
 #[derive(Clone, Debug)]
 pub struct ImagePreprocessor {
@@ -135,15 +181,26 @@ impl ImagePreprocessor {
     }
 
     /// The picture's width and height from its header, without decoding it: an error in plain
-    /// words for a file that is no picture of a known format, has no pixels or is over
-    /// `max_side`.
+    /// words for a file that is no picture of a known format, is over `MAX_FILE_BYTES`, has no
+    /// pixels or is over `max_side`.
     pub fn dimensions(&self, bytes: &[u8]) -> Result<(u32, u32)> {
+        self.probe(bytes).map(|(_, width, height)| (width, height))
+    }
+
+    fn probe(&self, bytes: &[u8]) -> Result<(ImageFormat, u32, u32)> {
+        if bytes.len() > MAX_FILE_BYTES {
+            return Err(Error::Image(format!(
+                "the file is {:.1} MB; pictures up to {} MB are read",
+                bytes.len() as f64 / MB,
+                MAX_FILE_BYTES >> 20
+            )));
+        }
         let probe = reader(bytes)?;
-        if probe.format().is_none() {
+        let Some(format) = probe.format() else {
             return Err(Error::Image(format!(
                 "not a picture this page can read; use {FORMATS}"
             )));
-        }
+        };
         let (width, height) = probe.into_dimensions().map_err(unreadable)?;
         let limit = self.config.max_side;
         if width > limit || height > limit {
@@ -156,28 +213,84 @@ impl ImagePreprocessor {
         if width == 0 || height == 0 {
             return Err(Error::Image("the picture has no pixels".into()));
         }
-        Ok((width, height))
+        Ok((format, width, height))
     }
 
-    /// Decode the picture to RGB (the first frame of an animation), refusing pictures over
-    /// `max_side` before allocating them.
-    pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage> {
-        let (width, height) = self.dimensions(bytes)?;
-        // Refuse before allocating what a wasm page (4 GiB at most) cannot afford: a 10,000 x
-        // 10,000 photo needs 300 MB as RGB.
+    /// Decode the picture (the first frame of an animation) within a memory bound: a large
+    /// JPEG is decoded reduced (see `jpeg_reduced`), anything else refused before it is
+    /// allocated if it needs more than `MAX_DECODED_BYTES`. Use `dimensions` for the picture's
+    /// own size.
+    pub fn decode(&self, bytes: &[u8]) -> Result<DynamicImage> {
+        let (format, width, height) = self.probe(bytes)?;
+        if format == ImageFormat::Jpeg
+            && let Some(image) = self.jpeg_reduced(bytes, width, height)?
+        {
+            return Ok(image);
+        }
         let mut limits = image::Limits::default();
         limits.max_alloc = Some(MAX_DECODED_BYTES);
         let mut decoder = reader(bytes)?;
         decoder.limits(limits);
         let image = decoder.decode().map_err(|e| match e {
             image::ImageError::Limits(_) => Error::Image(format!(
-                "{width}x{height} px needs more than {} MB to decode",
+                "{width}x{height} px needs more than {} MB to decode; use a smaller picture \
+                 (or a JPEG, which is decoded reduced)",
                 MAX_DECODED_BYTES >> 20
             )),
             e => unreadable(e),
         })?;
-        // An RGB picture (every JPEG) is kept as it is, not copied.
-        Ok(image.into_rgb8())
+        Ok(image)
+    }
+
+    /// A JPEG decoded in the DCT domain at 1/8, 1/4 or 1/2 of its size (jpeg-decoder's scaled
+    /// IDCT): the strongest reduction that keeps the short side at least twice `resize`, so
+    /// the final resize still filters; an 8000 x 8000 photo decodes to 1000 x 1000 (3 MB, not
+    /// 192 MB). `None` for pictures of up to `EXACT_PIXELS` (every picture of the data set, so
+    /// training and the page see the same pixels), where no reduction applies, or for the
+    /// rare CMYK and 16-bit JPEGs: the full decode then serves, under its bound. Progressive
+    /// JPEGs over `MAX_PROGRESSIVE_PIXELS` are refused.
+    fn jpeg_reduced(&self, bytes: &[u8], width: u32, height: u32) -> Result<Option<DynamicImage>> {
+        let pixels = width as u64 * height as u64;
+        let mut decoder = jpeg_decoder::Decoder::new(bytes);
+        let info = match decoder.read_info() {
+            Ok(()) => decoder.info(),
+            Err(_) => None,
+        };
+        let Some(info) = info else {
+            // Headers only the other decoder reads: it decodes what the bounds allow.
+            return match pixels <= MAX_PROGRESSIVE_PIXELS {
+                true => Ok(None),
+                false => Err(unreadable("the JPEG headers are malformed")),
+            };
+        };
+        if info.coding_process == CodingProcess::DctProgressive && pixels > MAX_PROGRESSIVE_PIXELS {
+            return Err(Error::Image(format!(
+                "{width}x{height} px is too many for a progressive JPEG (up to {} megapixels \
+                 are read); save it as a baseline JPEG or smaller",
+                MAX_PROGRESSIVE_PIXELS / 1_000_000
+            )));
+        }
+        let keep = 2 * self.config.resize as u32;
+        let short = width.min(height);
+        let eighths = [1u32, 2, 4].into_iter().find(|k| short * k / 8 >= keep);
+        let Some(eighths) = eighths.filter(|_| pixels > EXACT_PIXELS) else {
+            return Ok(None);
+        };
+        if !matches!(info.pixel_format, PixelFormat::L8 | PixelFormat::RGB24) {
+            return Ok(None);
+        }
+        let reduced = |side: u32| (side * eighths).div_ceil(8) as u16;
+        let (w, h) = (decoder.scale(reduced(width), reduced(height))).map_err(unreadable)?;
+        decoder.set_max_decoding_buffer_size(MAX_DECODED_BYTES as usize);
+        let samples = decoder.decode().map_err(unreadable)?;
+        let (w, h) = (w as u32, h as u32);
+        let image = match info.pixel_format {
+            PixelFormat::L8 => GrayImage::from_raw(w, h, samples).map(DynamicImage::ImageLuma8),
+            _ => RgbImage::from_raw(w, h, samples).map(DynamicImage::ImageRgb8),
+        };
+        image
+            .map(Some)
+            .ok_or_else(|| unreadable("fewer pixels than the header says"))
     }
 
     /// Where the centre square the model sees lies in a `width` x `height` picture: x, y,
@@ -190,17 +303,25 @@ impl ImagePreprocessor {
     }
 
     /// Resize to fill a `resize`² square and centre-crop: the stored form training crops from.
-    pub fn resize(&self, image: RgbImage) -> RgbImage {
+    pub fn resize(&self, image: DynamicImage) -> RgbImage {
         let side = self.config.resize as u32;
-        let mut image = DynamicImage::ImageRgb8(image);
-        // A cheap first pass keeps huge photos from dominating the time; the final filter pass
-        // still sees at least 4x the target resolution.
-        if image.width().min(image.height()) > side * 8 {
-            image = image.thumbnail(image.width() / 4, image.height() / 4);
+        let (width, height) = image.dimensions();
+        // The image crate's resize first fills a float buffer of width x new height (16 bytes
+        // a pixel), and works on RGB copies: for a picture too long or too large for that,
+        // the centre square is cut out first and only the small result is converted.
+        let scale = side as f64 / width.min(height) as f64;
+        let buffer = width as u64 * (height as f64 * scale).ceil() as u64 * 16;
+        if buffer <= RESIZE_BUFFER_BYTES && width as u64 * height as u64 <= EXACT_PIXELS {
+            // Every picture of the data set: exactly what the shipped models were trained on.
+            let rgb = DynamicImage::ImageRgb8(image.into_rgb8());
+            return rgb
+                .resize_to_fill(side, side, FilterType::Triangle)
+                .into_rgb8();
         }
-        image
-            .resize_to_fill(side, side, FilterType::Triangle)
-            .to_rgb8()
+        match image {
+            DynamicImage::ImageRgb8(rgb) => centre_square(&rgb, side),
+            other => DynamicImage::ImageRgba8(centre_square(&other, side)).into_rgb8(),
+        }
     }
 
     /// `decode` then `resize`.
@@ -528,6 +649,34 @@ mod tests {
             pre.load(&png(48, 48)).unwrap().width(),
             config.resize as u32
         );
+    }
+
+    #[test]
+    fn large_jpegs_are_decoded_reduced_and_look_the_same() {
+        let pre = ImagePreprocessor::new(ImageBranchConfig::mobilenet_v2().preprocess);
+        let picture = DynamicImage::ImageRgb8(RgbImage::from_fn(2560, 1920, |x, y| {
+            image::Rgb([(x / 10) as u8, (y / 8) as u8, ((x + y) / 18) as u8])
+        }));
+        let mut bytes = Vec::new();
+        (picture.write_to(&mut Cursor::new(&mut bytes), ImageFormat::Jpeg)).unwrap();
+        // The short side 1920 halves to 960 (a quarter, 480, would be under 2 x 256).
+        assert_eq!(pre.dimensions(&bytes).unwrap(), (2560, 1920));
+        let reduced = pre.decode(&bytes).unwrap();
+        assert_eq!(reduced.dimensions(), (1280, 960));
+        // What the model sees barely differs from resizing the full picture.
+        let full = pre.resize(image::load_from_memory(&bytes).unwrap());
+        let seen = pre.resize(reduced);
+        let diff = full
+            .pixels()
+            .zip(seen.pixels())
+            .flat_map(|(a, b)| (0..3).map(move |c| (a[c] as f32 - b[c] as f32).abs()));
+        let mean = diff.sum::<f32>() / (3 * full.width() * full.height()) as f32;
+        assert!(mean < 3.0, "mean difference {mean} of 255");
+        // Pictures of up to 4 megapixels (all the data set's) are decoded at full size.
+        let mut small = Vec::new();
+        let photo = DynamicImage::ImageRgb8(RgbImage::new(2400, 1600));
+        (photo.write_to(&mut Cursor::new(&mut small), ImageFormat::Jpeg)).unwrap();
+        assert_eq!(pre.decode(&small).unwrap().dimensions(), (2400, 1600));
     }
 
     #[test]

@@ -115,6 +115,7 @@ struct Profile {
 struct Limits {
     max_caption_bytes: Option<usize>,
     max_side: Option<u32>,
+    max_file_bytes: usize,
     formats: &'static str,
 }
 
@@ -180,14 +181,16 @@ impl WebClassifier {
         self.classifier.config().labels.clone()
     }
 
-    /// `{maxCaptionBytes, maxSide, formats}`: the longest caption in UTF-8 bytes, the largest
-    /// picture side (absent for a model without that branch), and the picture formats read.
+    /// `{maxCaptionBytes, maxSide, maxFileBytes, formats}`: the longest caption in UTF-8 bytes,
+    /// the largest picture side (absent for a model without that branch), the largest picture
+    /// file, and the picture formats read.
     #[wasm_bindgen(getter)]
     pub fn limits(&self) -> Result<JsValue, JsError> {
         let config = self.classifier.config();
         let limits = Limits {
             max_caption_bytes: config.text.as_ref().map(|t| t.preprocess.max_bytes),
             max_side: config.image.as_ref().map(|i| i.preprocess.max_side),
+            max_file_bytes: mvsa_model::preprocess::MAX_FILE_BYTES,
             formats: mvsa_model::preprocess::FORMATS,
         };
         serde_wasm_bindgen::to_value(&limits).map_err(js_err)
@@ -199,8 +202,9 @@ impl WebClassifier {
     pub fn inspect(&self, image: &[u8]) -> Result<JsValue, JsError> {
         let pre = (self.classifier.image_preprocessor())
             .ok_or_else(|| js_err("this model reads captions only"))?;
-        let picture = pre.decode(image).map_err(js_err)?;
-        let (width, height) = picture.dimensions();
+        let (width, height) = pre.dimensions(image).map_err(js_err)?;
+        // Decoded too (possibly reduced, and then dropped): damage shows only there.
+        pre.decode(image).map_err(js_err)?;
         serde_wasm_bindgen::to_value(&Inspected { width, height }).map_err(js_err)
     }
 
