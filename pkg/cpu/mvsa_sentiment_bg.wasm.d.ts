@@ -2,14 +2,18 @@
 /* eslint-disable */
 export const memory: WebAssembly.Memory;
 export const __wbg_webclassifier_free: (a: number, b: number) => void;
+export const decodeCaption: (a: number, b: number) => [number, number];
 export const hasWebGpu: () => number;
 export const noop: () => void;
 export const start: () => void;
 export const webclassifier_backend: (a: number) => [number, number];
 export const webclassifier_classify: (a: number, b: number, c: number, d: number, e: number) => any;
 export const webclassifier_create: (a: any, b: number, c: number) => any;
+export const webclassifier_explain: (a: number, b: number, c: number, d: number, e: number, f: number) => any;
 export const webclassifier_fromBytes: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number) => any;
+export const webclassifier_inspect: (a: number, b: number, c: number) => [number, number, number];
 export const webclassifier_labels: (a: number) => [number, number];
+export const webclassifier_limits: (a: number) => [number, number, number];
 export const webclassifier_profile: (a: number, b: number, c: number, d: number, e: number) => any;
 export const webclassifier_warmUp: (a: number) => any;
 export const wasm_bindgen__convert__closures_____invoke__h0531fd743f4bc429: (a: number, b: number, c: any) => [number, number];
@@ -21,6 +25,6 @@ export const __wbindgen_exn_store: (a: number) => void;
 export const __externref_table_alloc: () => number;
 export const __wbindgen_externrefs: WebAssembly.Table;
 export const __wbindgen_destroy_closure: (a: number, b: number) => void;
-export const __externref_drop_slice: (a: number, b: number) => void;
 export const __externref_table_dealloc: (a: number) => void;
+export const __externref_drop_slice: (a: number, b: number) => void;
 export const __wbindgen_start: () => void;

@@ -19,10 +19,23 @@ export class WebClassifier {
      */
     static create(files: object, backend: string): Promise<WebClassifier>;
     /**
+     * Why the model decided (occlusion): `{labels, fused, words: [{before, word, effect}],
+     * picture: {width, height, crop, rows, cols, cells}}`, each effect the fall in each
+     * label's fused probability when that word, or that cell of a `grid` x `grid` split of
+     * the picture, is hidden.
+     */
+    explain(image: Uint8Array | number[] | null | undefined, caption: string | null | undefined, grid: number): Promise<any>;
+    /**
      * Build from the folder's files' bytes (`tokenizer` may be absent for a picture-only
      * model).
      */
     static fromBytes(config: Uint8Array | number[], tokenizer: Uint8Array | number[] | null | undefined, weights: Uint8Array | number[], backend: string): Promise<WebClassifier>;
+    /**
+     * Decode a picture the way `classify` will, without running the model: `{width,
+     * height}`, or an error in plain words (not a picture, damaged, too large). The page
+     * checks a file with it as soon as it is chosen.
+     */
+    inspect(image: Uint8Array | number[]): any;
     /**
      * Classify one pair stage by stage, reading each stage's result back before the next
      * starts: `{preprocess, image_encoder, text_encoder, heads}` in milliseconds (for the
@@ -45,7 +58,19 @@ export class WebClassifier {
      * Class names in output order.
      */
     readonly labels: string[];
+    /**
+     * `{maxCaptionBytes, maxSide, maxFileBytes, formats}`: the longest caption in UTF-8 bytes,
+     * the largest picture side (absent for a model without that branch), the largest picture
+     * file, and the picture formats read.
+     */
+    readonly limits: any;
 }
+
+/**
+ * A caption file's bytes as text, decoded the way the trainer reads the data set (UTF-8, else
+ * GBK, else Windows-1252): the page's folder mode reads `.txt` captions with it.
+ */
+export function decodeCaption(bytes: Uint8Array | number[]): string;
 
 /**
  * Whether this build can run on WebGPU.
@@ -67,23 +92,27 @@ export type InitInput = RequestInfo | URL | Response | BufferSource | WebAssembl
 export interface InitOutput {
     readonly memory: WebAssembly.Memory;
     readonly __wbg_webclassifier_free: (a: number, b: number) => void;
+    readonly decodeCaption: (a: number, b: number) => [number, number];
     readonly hasWebGpu: () => number;
     readonly noop: () => void;
     readonly start: () => void;
     readonly webclassifier_backend: (a: number) => [number, number];
     readonly webclassifier_classify: (a: number, b: number, c: number, d: number, e: number) => any;
     readonly webclassifier_create: (a: any, b: number, c: number) => any;
+    readonly webclassifier_explain: (a: number, b: number, c: number, d: number, e: number, f: number) => any;
     readonly webclassifier_fromBytes: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number) => any;
+    readonly webclassifier_inspect: (a: number, b: number, c: number) => [number, number, number];
     readonly webclassifier_labels: (a: number) => [number, number];
+    readonly webclassifier_limits: (a: number) => [number, number, number];
     readonly webclassifier_profile: (a: number, b: number, c: number, d: number, e: number) => any;
     readonly webclassifier_warmUp: (a: number) => any;
     readonly wasm_bindgen__convert__closures_____invoke__h060b9a02f6bc4f3d: (a: number, b: number, c: any) => [number, number];
     readonly wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc: (a: number, b: number, c: any) => [number, number];
-    readonly wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_15: (a: number, b: number, c: any) => [number, number];
-    readonly wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_16: (a: number, b: number, c: any) => [number, number];
+    readonly wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_19: (a: number, b: number, c: any) => [number, number];
+    readonly wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_20: (a: number, b: number, c: any) => [number, number];
     readonly wasm_bindgen__convert__closures_____invoke__h10d3c3a2961776d2: (a: number, b: number, c: any, d: any) => void;
     readonly wasm_bindgen__convert__closures_____invoke__h44c60ef183727673: (a: number, b: number, c: any) => void;
-    readonly wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_14: (a: number, b: number, c: any) => void;
+    readonly wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_18: (a: number, b: number, c: any) => void;
     readonly __wbindgen_malloc: (a: number, b: number) => number;
     readonly __wbindgen_realloc: (a: number, b: number, c: number, d: number) => number;
     readonly __wbindgen_free: (a: number, b: number, c: number) => void;
@@ -91,8 +120,8 @@ export interface InitOutput {
     readonly __externref_table_alloc: () => number;
     readonly __wbindgen_externrefs: WebAssembly.Table;
     readonly __wbindgen_destroy_closure: (a: number, b: number) => void;
-    readonly __externref_drop_slice: (a: number, b: number) => void;
     readonly __externref_table_dealloc: (a: number) => void;
+    readonly __externref_drop_slice: (a: number, b: number) => void;
     readonly __wbindgen_start: () => void;
 }
 

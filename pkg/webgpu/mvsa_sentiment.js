@@ -72,6 +72,32 @@ export class WebClassifier {
         return ret;
     }
     /**
+     * Why the model decided (occlusion): `{labels, fused, words: [{before, word, effect}],
+     * picture: {width, height, crop, rows, cols, cells}}`, each effect the fall in each
+     * label's fused probability when that word, or that cell of a `grid` x `grid` split of
+     * the picture, is hidden.
+     * @param {Uint8Array | number[] | null | undefined} image
+     * @param {string | null | undefined} caption
+     * @param {number} grid
+     * @returns {Promise<any>}
+     */
+    explain(image, caption, grid) {
+        const val3 = +grid;
+        let ptr0, len0, ptr1, len1;
+        try {
+            ptr0 = isLikeNone(image) ? 0 : passArray8ToWasm0(image, wasm.__wbindgen_malloc);
+            len0 = WASM_VECTOR_LEN;
+            ptr1 = isLikeNone(caption) ? 0 : passStringToWasm0(caption, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            len1 = WASM_VECTOR_LEN;
+        } catch (e) {
+            if (ptr1) { wasm.__wbindgen_free(ptr1, len1 * 1, 1); }
+            if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 1, 1); }
+            throw e;
+        }
+        const ret = wasm.webclassifier_explain(this.__wbg_ptr, ptr0, len0, ptr1, len1, val3);
+        return ret;
+    }
+    /**
      * Build from the folder's files' bytes (`tokenizer` may be absent for a picture-only
      * model).
      * @param {Uint8Array | number[]} config
@@ -102,6 +128,22 @@ export class WebClassifier {
         return ret;
     }
     /**
+     * Decode a picture the way `classify` will, without running the model: `{width,
+     * height}`, or an error in plain words (not a picture, damaged, too large). The page
+     * checks a file with it as soon as it is chosen.
+     * @param {Uint8Array | number[]} image
+     * @returns {any}
+     */
+    inspect(image) {
+        const ptr0 = passArray8ToWasm0(image, wasm.__wbindgen_malloc);
+        const len0 = WASM_VECTOR_LEN;
+        const ret = wasm.webclassifier_inspect(this.__wbg_ptr, ptr0, len0);
+        if (ret[2]) {
+            throw takeFromExternrefTable0(ret[1]);
+        }
+        return takeFromExternrefTable0(ret[0]);
+    }
+    /**
      * Class names in output order.
      * @returns {string[]}
      */
@@ -110,6 +152,19 @@ export class WebClassifier {
         var v1 = getArrayJsValueFromWasm0(ret[0], ret[1]);
         wasm.__wbindgen_free(ret[0], ret[1] * 4, 4);
         return v1;
+    }
+    /**
+     * `{maxCaptionBytes, maxSide, maxFileBytes, formats}`: the longest caption in UTF-8 bytes,
+     * the largest picture side (absent for a model without that branch), the largest picture
+     * file, and the picture formats read.
+     * @returns {any}
+     */
+    get limits() {
+        const ret = wasm.webclassifier_limits(this.__wbg_ptr);
+        if (ret[2]) {
+            throw takeFromExternrefTable0(ret[1]);
+        }
+        return takeFromExternrefTable0(ret[0]);
     }
     /**
      * Classify one pair stage by stage, reading each stage's result back before the next
@@ -148,6 +203,27 @@ export class WebClassifier {
     }
 }
 if (Symbol.dispose) WebClassifier.prototype[Symbol.dispose] = WebClassifier.prototype.free;
+
+/**
+ * A caption file's bytes as text, decoded the way the trainer reads the data set (UTF-8, else
+ * GBK, else Windows-1252): the page's folder mode reads `.txt` captions with it.
+ * @param {Uint8Array | number[]} bytes
+ * @returns {string}
+ */
+export function decodeCaption(bytes) {
+    let deferred2_0;
+    let deferred2_1;
+    try {
+        const ptr0 = passArray8ToWasm0(bytes, wasm.__wbindgen_malloc);
+        const len0 = WASM_VECTOR_LEN;
+        const ret = wasm.decodeCaption(ptr0, len0);
+        deferred2_0 = ret[0];
+        deferred2_1 = ret[1];
+        return getStringFromWasm0(ret[0], ret[1]);
+    } finally {
+        wasm.__wbindgen_free(deferred2_0, deferred2_1, 1);
+    }
+}
 
 /**
  * Whether this build can run on WebGPU.
@@ -957,33 +1033,33 @@ function __wbg_get_imports() {
             arg0.writeBuffer(arg1, arg2, getArrayU8FromWasm0(arg3, arg4), arg5, arg6);
         }, arguments); },
         __wbindgen_generic_0000000000000001: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 40958, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 41145, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
             const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h060b9a02f6bc4f3d);
             return ret;
         },
         __wbindgen_generic_0000000000000002: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("GPUDevice")], shim_idx: 23800, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("GPUDevice")], shim_idx: 23987, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
             const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc);
             return ret;
         },
         __wbindgen_generic_0000000000000003: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("GPUDeviceLostInfo")], shim_idx: 23803, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("GPUDeviceLostInfo")], shim_idx: 23990, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
             const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h44c60ef183727673);
             return ret;
         },
         __wbindgen_generic_0000000000000004: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("GPUUncapturedErrorEvent")], shim_idx: 23803, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_14);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("GPUUncapturedErrorEvent")], shim_idx: 23990, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_18);
             return ret;
         },
         __wbindgen_generic_0000000000000005: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("any")], shim_idx: 23800, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_15);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("any")], shim_idx: 23987, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_19);
             return ret;
         },
         __wbindgen_generic_0000000000000006: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("undefined")], shim_idx: 23800, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_16);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("undefined")], shim_idx: 23987, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_20);
             return ret;
         },
         __wbindgen_generic_0000000000000007: function(arg0) {
@@ -999,6 +1075,11 @@ function __wbg_get_imports() {
         __wbindgen_generic_0000000000000009: function(arg0, arg1) {
             // Cast intrinsic for `Ref(String) -> Externref`.
             const ret = getStringFromWasm0(arg0, arg1);
+            return ret;
+        },
+        __wbindgen_generic_000000000000000a: function(arg0) {
+            // Cast intrinsic for `U64 -> Externref`.
+            const ret = BigInt.asUintN(64, arg0);
             return ret;
         },
         __wbindgen_init_externref_table: function() {
@@ -1020,8 +1101,8 @@ function wasm_bindgen__convert__closures_____invoke__h44c60ef183727673(arg0, arg
     wasm.wasm_bindgen__convert__closures_____invoke__h44c60ef183727673(arg0, arg1, arg2);
 }
 
-function wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_14(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_14(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_18(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_18(arg0, arg1, arg2);
 }
 
 function wasm_bindgen__convert__closures_____invoke__h060b9a02f6bc4f3d(arg0, arg1, arg2) {
@@ -1038,15 +1119,15 @@ function wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc(arg0, arg
     }
 }
 
-function wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_15(arg0, arg1, arg2) {
-    const ret = wasm.wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_15(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_19(arg0, arg1, arg2) {
+    const ret = wasm.wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_19(arg0, arg1, arg2);
     if (ret[1]) {
         throw takeFromExternrefTable0(ret[0]);
     }
 }
 
-function wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_16(arg0, arg1, arg2) {
-    const ret = wasm.wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_16(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_20(arg0, arg1, arg2) {
+    const ret = wasm.wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_20(arg0, arg1, arg2);
     if (ret[1]) {
         throw takeFromExternrefTable0(ret[0]);
     }
