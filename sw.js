@@ -29,12 +29,17 @@ const MODEL_FILES = /\/(model\.bpk|tokenizer\.json)$/;
 
 self.addEventListener("install", (event) => {
   event.waitUntil(
-    caches
-      .open(CACHE)
-      .then((cache) => cache.addAll(PAGE))
-      .then(() => self.skipWaiting()),
+    precache().then(() => self.skipWaiting()),
   );
 });
+
+// The page's files, and the sample pairs' pictures that samples.json lists.
+async function precache() {
+  const cache = await caches.open(CACHE);
+  await cache.addAll(PAGE);
+  const samples = await (await cache.match("www/samples/samples.json")).json();
+  await cache.addAll(samples.map((s) => `www/${s.image}`));
+}
 
 self.addEventListener("activate", (event) => {
   const older = (name) => name.startsWith("mvsa-page-") && name !== CACHE;

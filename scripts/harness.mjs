@@ -82,3 +82,36 @@ export async function launchChromium() {
     args: chromiumArgs,
   });
 }
+
+/** Bounds that only stop a hung page: every wait of the browser tests ends when its state is
+ * reached. Software WebGPU on a busy 2-core machine takes minutes to warm up, so they are
+ * generous. */
+export const WORK = 600_000;
+export const TEST = 1_200_000;
+
+/**
+ * A loopback server and a headless Chromium for one test file, started before its tests and
+ * closed after (`hooks`: node:test's `before` and `after`). `open(query, options)` opens the
+ * page in a new browser context, collects its uncaught errors and waits until a model is loaded.
+ */
+export function browserSuite({ before, after }) {
+  const suite = { server: null, browser: null };
+  before(async () => {
+    suite.server = await startServer();
+    suite.browser = await launchChromium();
+  });
+  after(async () => {
+    await suite.browser?.close();
+    await suite.server?.close();
+  });
+  suite.open = async (query = "backend=cpu", options = {}) => {
+    const context = await suite.browser.newContext(options);
+    const page = await context.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(`${suite.server.url}/index.html?${query}`);
+    await page.waitForSelector("body[data-ready]", { timeout: WORK });
+    return { context, page, errors };
+  };
+  return suite;
+}

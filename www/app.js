@@ -20,7 +20,6 @@ let limits = {}; // what the loaded model accepts: {maxCaptionBytes, maxSide, ma
 let ready = false; // whether a model is loaded
 let loading = 0; // generation of the newest load, so a slow earlier one cannot win
 let remember = false; // whether the Backend menu's choice is stored once its load succeeds
-let loadId = 0; // the worker request of the newest load (its later backend answers count)
 let asking = 0; // generation of the newest classification: only its answer is shown
 let picking = 0; // generation of the newest picture chosen: only its check counts
 let imageBytes = null;
@@ -41,8 +40,15 @@ function store(key, value) {
 }
 
 listen((data) => {
-  if (data.type === "backend") return data.id === loadId && showBackend(data.backend, data.why);
-  if (data.type === "stopped") showError(`The page's worker stopped: ${data.message}`);
+  // Only the serving worker's answers come here, and it has had one load.
+  if (data.type === "backend") return showBackend(data.backend, data.why);
+  if (data.type === "stopped") {
+    // Its model went with it: load it again in a new worker.
+    ready = false;
+    updateButton();
+    showError(`The page's worker stopped (${data.message}); loading the model again.`);
+    if (current) loadModel(current.id, { keepError: true });
+  }
 });
 
 function showError(text) {
@@ -218,7 +224,8 @@ async function explain(generation, image, caption, label, url) {
   explanationPending(true);
   try {
     const e = await request("explain", { image: image?.slice().buffer ?? null, caption, grid: 4 });
-    if (generation !== asking || e.stale) return;
+    if (generation !== asking) return;
+    if (e.stale) return explanationPending(false); // a folder's pair came in between
     showExplanation(e, label, url);
     document.body.dataset.explained = String(generation);
   } catch (e) {
@@ -240,7 +247,15 @@ async function loadSamples() {
       button.dataset.label = s.label ?? "";
       button.setAttribute("aria-label", `Sample, labelled ${s.label}: ${s.caption}`);
       button.addEventListener("click", async () => {
-        await setImage(await (await fetch(url)).blob());
+        let picture;
+        try {
+          const response = await fetch(url);
+          if (!response.ok) throw new Error(`HTTP ${response.status}`);
+          picture = await response.blob();
+        } catch (e) {
+          return showError(`The sample's picture could not be loaded: ${message(e)}`);
+        }
+        await setImage(picture);
         $("caption").value = s.caption;
         updateCount();
         updateButton();
@@ -373,19 +388,18 @@ function showProgress({ stage, loaded, total, fromCache }) {
 
 // Load (or switch to) the model `id` of the manifest; the previous model keeps answering until
 // the new one is ready, and stays (in the menu too) if the new one fails.
-async function loadModel(id) {
+async function loadModel(id, { keepError = false } = {}) {
   const generation = ++loading;
   const model = models.find((m) => m.id === id);
   const base = new URL(`${id}/`, import.meta.url).href;
-  clearError();
+  if (!keepError) clearError();
   $("loader").hidden = false;
   showProgress({ stage: "model", loaded: 0, total: downloadBytes(model) });
   showMetrics(model);
   try {
     const started = performance.now();
     const onProgress = (p) => generation === loading && showProgress(p);
-    const onId = (id) => (loadId = id);
-    const loaded = await request("load", { base, model, backend: backendChoice }, onProgress, onId);
+    const loaded = await request("load", { base, model, backend: backendChoice }, onProgress);
     if (generation !== loading) return;
     current = model;
     limits = loaded.limits ?? {};

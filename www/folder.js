@@ -69,8 +69,10 @@ async function classifyFolder(files) {
   $("folder-results").hidden = true;
   $("folder-progress").hidden = false;
   $("folder-stop").hidden = false;
+  const loaded = document.body.dataset.readyAt; // the model (and backend) answering the run
   for (const [i, guid] of guids.entries()) {
     if (generation !== run) return;
+    if (document.body.dataset.readyAt !== loaded) return stop(folderError("another model was loaded during the run: choose the folder again to classify it with one model"));
     const pair = pairs.get(guid);
     if (!pair) return stop(folderError(`${listName ?? "the list"} names guid ${guid}, but there is no ${guid}.jpg or ${guid}.txt`));
     try {

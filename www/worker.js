@@ -5,7 +5,8 @@
 // of classify, inspect and pair carry `wasmBytes`, the wasm memory held), and
 // {id, type: "backend", backend, why} once `auto` has compared WebGPU with the CPU. Requests:
 // load, classify, explain (after a classify: skipped once newer input came), inspect (check a
-// picture as it is chosen) and pair (one pair of a folder, from its files' bytes).
+// picture as it is chosen), pair (one pair of a folder, from its files' bytes) and retire (no
+// answer: another worker serves now). bridge.js starts one worker for each model it loads.
 //
 // Two builds of the module: pkg/cpu (Burn's flex backend, small) always comes first;
 // pkg/webgpu is fetched only where the browser has a hardware WebGPU adapter.
@@ -33,7 +34,8 @@ function exclusive(f) {
 self.onmessage = async ({ data }) => {
   const { id, type } = data;
   try {
-    if (type === "load") await load(id, data);
+    if (type === "retire") asked++; // another worker serves now: pending explanations are skipped
+    else if (type === "load") await load(id, data);
     else if (type === "classify") post({ id, type: "result", ...(await classify(data)), wasmBytes: wasmBytes() });
     else if (type === "explain") post({ id, type: "result", ...(await explain(data)) });
     else if (type === "inspect") post({ id, type: "result", ...(await inspect(data)), wasmBytes: wasmBytes() });
@@ -125,6 +127,7 @@ async function load(id, { base, model, backend }) {
   const adapter = backend === "auto" ? await adapterInfo() : null;
   const kind = backend === "webgpu" ? "webgpu" : "cpu";
   const files = download(base, model, progress);
+  files.catch(() => {}); // awaited below, unless the module fails first
   const ready = await build(kind, files, progress);
   if (generation !== loading) return ready.next.free();
   swap(ready.next);
@@ -181,8 +184,10 @@ async function wasmModule(kind, progress) {
     modules[kind] = (async () => {
       const dir = new URL(`../pkg/${kind}/`, import.meta.url);
       const glue = await import(new URL("mvsa_sentiment.js", dir));
-      // Revalidated with the server (a rebuilt module is never stale); counted as it streams.
-      const response = await fetch(new URL("mvsa_sentiment_bg.wasm", dir), { cache: "no-cache" });
+      // Revalidated with the server (a rebuilt module is never stale), or offline the copy the
+      // browser has; counted as it streams.
+      const url = new URL("mvsa_sentiment_bg.wasm", dir);
+      const response = await fetch(url, { cache: "no-cache" }).catch(() => fetch(url, { cache: "force-cache" }));
       if (!response.ok) throw new Error(`the ${kind} module: HTTP ${response.status}`);
       const counted = counting(response, (loaded, total) =>
         progress("engine", { loaded, total }),

@@ -6,30 +6,17 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { launchChromium, root, startServer } from "../../scripts/harness.mjs";
+import { TEST, WORK, browserSuite, root } from "../../scripts/harness.mjs";
 
-const WORK = 600_000;
-const TEST = 1_200_000;
 const mini = path.join(root, "tests/fixtures/mini");
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchChromium();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const suite = browserSuite({ before, after });
 
 test("a folder in the lab's layout: every pair classified, labelled ones scored, guid,tag as the native predictor writes it", { timeout: TEST }, async () => {
-  const context = await browser.newContext({ acceptDownloads: true });
+  const context = await suite.browser.newContext({ acceptDownloads: true });
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(`${server.url}/index.html?backend=cpu`);
+  await page.goto(`${suite.server.url}/index.html?backend=cpu`);
   await page.waitForSelector("body[data-ready]", { timeout: WORK });
   await page.setInputFiles("#folder", mini);
   const lines = (name) => readFileSync(path.join(mini, name), "utf8").trim().split(/\r?\n/).slice(1);
@@ -57,16 +44,21 @@ test("a folder in the lab's layout: every pair classified, labelled ones scored,
   await context.close();
 });
 
-test("after one visit the page opens and classifies offline", { timeout: TEST }, async () => {
-  const context = await browser.newContext();
+test("after one visit the page opens and classifies offline, with either model and the samples", { timeout: TEST }, async () => {
+  const context = await suite.browser.newContext();
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(`${server.url}/index.html?backend=cpu`);
+  await page.goto(`${suite.server.url}/index.html?backend=cpu`);
   await page.waitForSelector("body[data-ready]", { timeout: WORK });
   await page.evaluate(async () => {
     await navigator.serviceWorker.ready;
   });
+  // Both models used once online (each loads in a worker of its own), the default one last.
+  for (const model of ["model-small", "model"]) {
+    await page.selectOption("#model", model);
+    await page.waitForSelector(`body[data-model="${model}"]`, { timeout: WORK });
+  }
   await context.setOffline(true);
   await page.reload();
   await page.waitForSelector("body[data-ready]", { timeout: WORK });
@@ -77,6 +69,13 @@ test("after one visit the page opens and classifies offline", { timeout: TEST },
   await page.locator("#result").waitFor({ state: "visible", timeout: WORK });
   const manifest = await page.evaluate(async () => (await fetch("www/app.webmanifest")).json());
   assert.equal(manifest.display, "standalone");
+  // Offline, a new worker still gets its script and module, and the small model its cached files.
+  await page.selectOption("#model", "model-small");
+  await page.waitForSelector('body[data-model="model-small"]', { timeout: WORK });
+  await page.locator("#sample-list button").first().click();
+  await page.locator("#result").waitFor({ state: "visible", timeout: WORK });
+  assert.equal(await page.locator("#error").isHidden(), true, await page.locator("#error").textContent());
+  assert.equal(await page.locator("#result").getAttribute("data-model"), "model-small");
   assert.deepEqual(errors, []);
   await context.close();
 });

@@ -5,36 +5,14 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { launchChromium, root, startServer } from "../../scripts/harness.mjs";
+import { TEST, WORK, browserSuite, root } from "../../scripts/harness.mjs";
 
 const fixture = (name) => path.join(root, "tests/fixtures/mini/data", name);
 const SHOTS = path.join(root, "tests/e2e/screenshots");
-// Bounds that only stop a hung page; every wait ends when its state is reached.
-const WORK = 600_000;
-const TEST = 1_200_000;
-let server;
-let browser;
+const suite = browserSuite({ before, after });
+before(() => mkdirSync(SHOTS, { recursive: true }));
 
-before(async () => {
-  server = await startServer();
-  browser = await launchChromium();
-  mkdirSync(SHOTS, { recursive: true });
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
-
-async function open(query = "backend=cpu", options = {}) {
-  const context = await browser.newContext(options);
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(`${server.url}/index.html?${query}`);
-  await page.waitForSelector("body[data-ready]", { timeout: WORK });
-  return { context, page, errors };
-}
+const open = suite.open;
 
 async function classified(page) {
   await page.click("#classify");
@@ -88,7 +66,7 @@ test("a failed model switch keeps the menu on the model that answers; a good one
   await page.waitForSelector('body[data-model="model-small"]', { timeout: WORK });
   assert.match(page.url(), /model=model-small/);
   // A visit without ?model= opens the model chosen last.
-  await page.goto(`${server.url}/index.html?backend=cpu`);
+  await page.goto(`${suite.server.url}/index.html?backend=cpu`);
   await page.waitForSelector("body[data-ready]", { timeout: WORK });
   assert.equal(await page.locator("#model").inputValue(), "model-small");
   assert.deepEqual(errors, []);
@@ -152,7 +130,7 @@ test("the page says what it does, which model answered, the samples' labels, and
   const { context, page, errors } = await open();
   assert.match(await page.locator("#intro").textContent(), /negative, neutral or positive/);
   const favicon = await page.locator('link[rel="icon"]').getAttribute("href");
-  assert.equal((await page.request.get(`${server.url}/${favicon}`)).status(), 200);
+  assert.equal((await page.request.get(`${suite.server.url}/${favicon}`)).status(), 200);
   const truths = await page.locator("#sample-list .truth").allTextContents();
   assert.ok(truths.length >= 4 && truths.every((t) => /^labelled (negative|neutral|positive)$/.test(t)), String(truths));
   await page.locator("#sample-list button").first().click();

@@ -7,25 +7,12 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { launchChromium, root, startServer } from "../../scripts/harness.mjs";
+import { WORK, browserSuite, root } from "../../scripts/harness.mjs";
 
 const DATA = path.join(root, "tests/fixtures/mini/data");
-// Bounds that only stop a hung page; every wait ends when its state is reached.
-const WORK = 600_000;
 const SOAK_PAIRS = Number(process.env.SOAK_PAIRS ?? 300);
 const MB = 2 ** 20;
-let server;
-let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchChromium();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.close();
-});
+const suite = browserSuite({ before, after });
 
 // The fixture pairs: picture bytes and caption.
 const pairs = readdirSync(DATA)
@@ -36,15 +23,7 @@ const pairs = readdirSync(DATA)
     caption: readFileSync(path.join(DATA, f.replace(".jpg", ".txt")), "latin1").trim() || "no words",
   }));
 
-async function open(query) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(`${server.url}/index.html?${query}`);
-  await page.waitForSelector("body[data-ready]", { timeout: WORK });
-  return { context, page, errors };
-}
+const open = suite.open;
 
 // Choose the pair's picture, wait until the page has checked and previewed it, type its caption.
 async function give(page, pair) {
@@ -230,6 +209,10 @@ test(`soak: ${SOAK_PAIRS} classifications with model and backend switches, doubl
   const last = Math.max(...memory.slice(-50));
   console.log(`soak: ${count} answers; wasm memory ${(memory[0] / MB).toFixed(0)} MiB at first, ${(warm / MB).toFixed(0)} MiB warm, ${(last / MB).toFixed(0)} MiB at most over the last 50`);
   assert.ok(last <= warm, `wasm memory grew from ${warm} to ${last} bytes once warm`);
+  // Every replaced worker has been ended (each model and backend loaded in one of its own).
+  const deadline = Date.now() + WORK;
+  while (page.workers().length > 1 && Date.now() < deadline) await page.waitForTimeout(100);
+  assert.equal(page.workers().length, 1, "workers left running");
   assert.deepEqual(errors, []);
   await context.close();
 });
