@@ -83,10 +83,9 @@ function load(id, payload, waiting) {
   });
 }
 
-/** Send a request; `onProgress` gets its progress messages, `onId` its id before it goes. */
-export function request(type, payload = {}, onProgress = null, onId = null) {
+/** Send a request; `onProgress` gets its progress messages. */
+export function request(type, payload = {}, onProgress = null) {
   const id = ++nextId;
-  onId?.(id);
   return new Promise((resolve, reject) => {
     const waiting = { resolve, reject, onProgress };
     if (type === "load") load(id, payload, waiting);
