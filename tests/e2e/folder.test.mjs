@@ -12,12 +12,7 @@ const mini = path.join(root, "tests/fixtures/mini");
 const suite = browserSuite({ before, after });
 
 test("a folder in the lab's layout: every pair classified, labelled ones scored, guid,tag as the native predictor writes it", { timeout: TEST }, async () => {
-  const context = await suite.browser.newContext({ acceptDownloads: true });
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(`${suite.server.url}/index.html?backend=cpu`);
-  await page.waitForSelector("body[data-ready]", { timeout: WORK });
+  const { context, page, errors } = await suite.open("backend=cpu", { acceptDownloads: true });
   await page.setInputFiles("#folder", mini);
   const lines = (name) => readFileSync(path.join(mini, name), "utf8").trim().split(/\r?\n/).slice(1);
   const labelled = lines("train.txt").length;
@@ -45,12 +40,7 @@ test("a folder in the lab's layout: every pair classified, labelled ones scored,
 });
 
 test("after one visit the page opens and classifies offline, with either model and the samples", { timeout: TEST }, async () => {
-  const context = await suite.browser.newContext();
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(`${suite.server.url}/index.html?backend=cpu`);
-  await page.waitForSelector("body[data-ready]", { timeout: WORK });
+  const { context, page, errors } = await suite.open();
   await page.evaluate(async () => {
     await navigator.serviceWorker.ready;
   });

@@ -85,12 +85,7 @@ for (const backend of ["cpu", "auto", "webgpu"]) {
 }
 
 test("the Backend menu forces a backend, and the choice is remembered across a reload", { timeout: TEST }, async () => {
-  const context = await suite.browser.newContext();
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(`${suite.server.url}/index.html?model=small`);
-  await page.waitForSelector("body[data-ready]", { timeout: WORK });
+  const { context, page, errors } = await suite.open("model=small");
   assert.equal(await page.locator("#backend-choice").inputValue(), "auto");
   const hasAdapter = await page.evaluate(async () => Boolean(await navigator.gpu?.requestAdapter()));
   const forced = hasAdapter ? "webgpu" : "cpu";
