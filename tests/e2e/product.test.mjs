@@ -73,6 +73,26 @@ test("a failed model switch keeps the menu on the model that answers; a good one
   await context.close();
 });
 
+test("a worker that stops is replaced: the page says so, loads the model again and classifies", { timeout: TEST }, async () => {
+  const { context, page, errors } = await open("backend=cpu&model=small");
+  const loaded = await page.evaluate(() => document.body.dataset.readyAt);
+  // An uncaught error in the serving worker (as a crash in its module would raise).
+  const [worker] = page.workers();
+  await worker.evaluate(() => setTimeout(() => {
+    throw new Error("simulated crash");
+  }));
+  await page.locator("#error").waitFor({ state: "visible", timeout: WORK });
+  assert.match(await page.locator("#error").textContent(), /worker stopped .*simulated crash.*loading the model again/);
+  await page.waitForFunction((was) => document.body.dataset.readyAt !== was, loaded, { timeout: WORK });
+  assert.equal(page.workers().length, 1);
+  await page.setInputFiles("#file", fixture("4066.jpg"));
+  await page.fill("#caption", "back on its feet");
+  const { fused } = await classified(page);
+  assert.ok(Math.abs(fused.reduce((a, b) => a + b, 0) - 1) < 1e-3);
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
 test("a chosen file is checked at once: non-pictures and damaged pictures are refused in plain words; WebP and GIF work", { timeout: TEST }, async () => {
   const { context, page, errors } = await open();
   await page.setInputFiles("#file", path.join(root, "README.md"));
