@@ -7,10 +7,10 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use burn::module::Module;
 use burn::prelude::Device;
-use mvsa_model::config::TextEncoderConfig;
+use mvsa_model::config::{ImageBranchConfig, TextEncoderConfig};
 use mvsa_model::folder::ModelFiles;
 use mvsa_model::metrics::Metrics;
-use mvsa_model::model::SentimentModel;
+use mvsa_model::model::{ImageEncoder, SentimentModel};
 use mvsa_model::preprocess::{self, ImagePreprocessor, TextPreprocessor};
 use mvsa_model::{Classifier, ModelConfig, Prepared};
 
@@ -21,8 +21,9 @@ use crate::report::{self, MetricsFile};
 use crate::staging::Staging;
 use crate::tokenizer;
 use crate::training::cv::{self, CrossValidation};
-use crate::training::finetune::{FineTune, States};
-use crate::training::fit::{self, Evaluation, Labelled, Stop};
+use crate::training::evaluate::{self, Evaluation};
+use crate::training::finetune::{Activations, FineTune, States};
+use crate::training::fit::{self, Labelled, Stop};
 use crate::training::heads::{Features, Heads};
 use crate::training::scratch::Scratch;
 use crate::training::split::{stratified_split, stratified_subset};
@@ -78,7 +79,10 @@ impl Trainer<'_> {
         let trained = match regime {
             Regime::Scratch => self.scratch(&config, text.as_ref(), &data)?,
             Regime::Heads => self.heads(&config, text.as_ref(), &data)?,
-            Regime::FineTune { layers } => self.finetune(&config, text.as_ref(), &data, layers)?,
+            Regime::FineTune {
+                layers,
+                image_layers,
+            } => self.finetune(&config, text.as_ref(), &data, (layers, image_layers))?,
         };
         // Written and checked beside `out_dir`, then swapped in: a failed or interrupted run
         // leaves the previous folder whole.
@@ -258,14 +262,7 @@ impl Trainer<'_> {
             data.samples.len()
         ];
         if let (Some(encoder), Some(branch)) = (&image, &config.image) {
-            let computed = inputs::image_features(
-                encoder,
-                branch,
-                &data.samples,
-                &self.feature_cache,
-                &self.device,
-                self.progress,
-            )?;
+            let computed = self.image_inputs(encoder, branch, data)?;
             (timing.image_computed, timing.image_seconds) = (computed.computed, computed.seconds);
             features
                 .iter_mut()
@@ -297,7 +294,7 @@ impl Trainer<'_> {
         config: &ModelConfig,
         text: Option<&TextPreprocessor>,
         data: &Dataset,
-        layers: usize,
+        (layers, image_layers): (usize, usize),
     ) -> Result<Trained> {
         let (Some(text), Some(TextEncoderConfig::MinilmL6(shape))) =
             (text, config.text.as_ref().map(|b| &b.encoder))
@@ -308,30 +305,49 @@ impl Trainer<'_> {
             pairs: data.samples.len(),
             ..FeatureTiming::default()
         };
-        let (image, image_rows) = match &config.image {
-            Some(branch) => {
-                let encoder = self.encoders.image_encoder(&branch.encoder, &self.device)?;
-                let computed = match &encoder {
-                    Some(e) => Some(inputs::image_features(
-                        e,
-                        branch,
-                        &data.samples,
-                        &self.feature_cache,
-                        &self.device,
-                        self.progress,
-                    )?),
-                    None => None,
+        let image = match &config.image {
+            Some(branch) => self.encoders.image_encoder(&branch.encoder, &self.device)?,
+            None => None,
+        };
+        // Frozen, the picture encoder's pooled features; fine-tuned, the regime's lower blocks'
+        // activations (below).
+        let mut pictures = match (&image, &config.image, image_layers) {
+            (Some(encoder), Some(branch), 0) => {
+                let c = self.image_inputs(encoder, branch, data)?;
+                (timing.image_computed, timing.image_seconds) = (c.computed, c.seconds);
+                let pooled = |row: Vec<f32>| Activations {
+                    shape: [row.len(), 1, 1],
+                    centre: row,
+                    mirrored: None,
                 };
-                if let Some(c) = &computed {
-                    (timing.image_computed, timing.image_seconds) = (c.computed, c.seconds);
-                }
-                (encoder, computed.map(|c| c.rows))
+                Some(c.rows.into_iter().map(pooled).collect::<Vec<_>>())
             }
-            None => (None, None),
+            _ => None,
         };
         let minilm = self.encoders.minilm(shape, &self.device)?;
-        let lr = self.config.options.finetune_lr;
-        let regime = FineTune::new(config, image, minilm, layers, lr, &self.device);
+        let o = &self.config.options;
+        let regime = FineTune::new(
+            config,
+            image,
+            (image_layers, o.finetune_image_lr),
+            minilm,
+            (layers, o.finetune_lr),
+            &self.device,
+        )?
+        .with_mirror_tta(o.mirror_tta);
+        if let (Some(lower), Some(branch)) = (regime.image_lower(), &config.image) {
+            let (cache, device) = (&self.feature_cache, &self.device);
+            let both = inputs::picture_activations(
+                lower,
+                branch,
+                &data.samples,
+                cache,
+                device,
+                self.progress,
+            )?;
+            (timing.image_computed, timing.image_seconds) = (both.computed, both.seconds);
+            pictures = Some(both.rows);
+        }
         let branch = config
             .text
             .as_ref()
@@ -346,16 +362,32 @@ impl Trainer<'_> {
             self.progress,
         )?;
         (timing.text_computed, timing.text_seconds) = (states.computed, states.seconds);
-        let mut image_rows = image_rows.map(Vec::into_iter);
+        let mut pictures = pictures.map(Vec::into_iter);
         let examples = states
             .rows
             .into_iter()
             .map(|states| States {
-                image: image_rows.as_mut().and_then(Iterator::next),
+                image: pictures.as_mut().and_then(Iterator::next),
                 states,
             })
             .collect();
         self.fit(regime, examples, data, Some(timing))
+    }
+
+    fn image_inputs(
+        &self,
+        encoder: &ImageEncoder,
+        branch: &ImageBranchConfig,
+        data: &Dataset,
+    ) -> Result<inputs::Computed> {
+        inputs::image_features(
+            encoder,
+            branch,
+            &data.samples,
+            &self.feature_cache,
+            &self.device,
+            self.progress,
+        )
     }
 
     /// Fit `regime` on `inputs` (one per sample): on the training split, keeping the best
@@ -421,7 +453,8 @@ impl Trainer<'_> {
         let check = data.check_pairs(options);
         let on_check: Vec<&Labelled<R::Example>> = check.iter().map(|&i| &examples[i]).collect();
         let check_metrics =
-            fit::evaluate(&regime, &fitted.model, &on_check, labels, &self.device)?.fused;
+            evaluate::evaluate_as_shipped(&regime, &fitted.model, &on_check, labels, &self.device)?
+                .fused;
         let epochs_run = fitted.history.len();
         let (history, best_epoch, evaluation, cross_validation) = match cv {
             Some(cv) => (cv.curve, cv.record.epochs, cv.pooled, Some(cv.record)),

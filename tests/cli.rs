@@ -267,7 +267,28 @@ fn train_with_pretrained_encoders_caches_features_and_stores_int8() {
     assert_eq!(heads["features"]["image_computed"], 0);
     assert_eq!(heads["features"]["text_computed"], 12);
     assert!(cache.join("minilm-l6.safetensors").is_file());
-    for (folder, metrics) in [(&a, &first), (&b, &second), (&c, &heads)] {
+    // MobileNetV2's head conv and last block fine-tuned too, on its lower blocks' activations
+    // of each picture and of its mirror image (MiniLM frozen: states of all six layers).
+    let d = dir.path().join("d");
+    let tuned = run(
+        &d,
+        &[
+            "--finetune-layers",
+            "0",
+            "--finetune-image-layers",
+            "2",
+            "--weights",
+            "f32",
+        ],
+    );
+    assert_eq!(tuned["features"]["image_computed"], 24);
+    assert!(
+        cache
+            .join("mobilenet-v2-blocks16-mirrored.safetensors")
+            .is_file()
+    );
+    assert!(cache.join("minilm-l6-states6.safetensors").is_file());
+    for (folder, metrics) in [(&a, &first), (&b, &second), (&c, &heads), (&d, &tuned)] {
         // The written folder, reloaded and run end to end, agrees with the validation numbers
         // computed in training, in f32.
         assert_eq!(
@@ -305,6 +326,28 @@ fn train_with_pretrained_encoders_caches_features_and_stores_int8() {
     let layer = |n: usize| format!("text.encoder.Pretrained.encoder.layer.{n}.intermediate.weight");
     assert_ne!(weights(&b, &layer(5)), weights(&c, &layer(5)));
     assert_eq!(weights(&b, &layer(0)), weights(&c, &layer(0)));
+    // Fine-tuning the picture encoder trained its top layers' convolutions only: batch norm
+    // kept ImageNet's statistics and scales, the blocks below stayed as they were.
+    let mobile = |part: &str| format!("image.encoder.Pretrained.{part}");
+    for moved in ["head.conv.weight", "blocks.16.project.conv.weight"] {
+        assert_ne!(
+            weights(&c, &mobile(moved)),
+            weights(&d, &mobile(moved)),
+            "{moved}"
+        );
+    }
+    for kept in [
+        "head.bn.running_mean",
+        "head.bn.gamma",
+        "blocks.16.project.bn.beta",
+        "blocks.15.project.conv.weight",
+    ] {
+        assert_eq!(
+            weights(&c, &mobile(kept)),
+            weights(&d, &mobile(kept)),
+            "{kept}"
+        );
+    }
     // And `predict` runs the folder end to end.
     predict(&a)
         .args(["--image", arg(&fixture().join("data/4066.jpg"))])

@@ -111,6 +111,19 @@ struct Args {
     /// Adam learning rate of the fine-tuned MiniLM layers.
     #[arg(long)]
     finetune_lr: Option<f64>,
+    /// Fine-tune this many of the picture encoder's top layers along with the heads (1: its
+    /// 1x1 head conv; 2 to 4: that and the inverted residual blocks below it), on cached
+    /// activations of the blocks below, mirrored at random; 0 keeps it frozen.
+    #[arg(long)]
+    finetune_image_layers: Option<usize>,
+    /// Adam learning rate of the fine-tuned picture layers.
+    #[arg(long)]
+    finetune_image_lr: Option<f64>,
+    /// Measure mirror test-time augmentation (with --finetune-image-layers): evaluation, and so
+    /// cross-validation, averages each picture and its mirror image. The classifier does not:
+    /// the folder written is the model without it.
+    #[arg(long)]
+    mirror_tta: bool,
     /// How the model folder stores the weights: f32, f16 or int8 (blocks of 32 with an f16
     /// scale); the model computes in f32 either way.
     #[arg(long, value_enum)]
@@ -250,13 +263,17 @@ fn model_config(args: &Args, encoders: &EncoderFiles) -> Result<ModelConfig> {
 
 /// The preset for the model, with what the flags override.
 fn options(args: &Args, model: &ModelConfig) -> TrainingOptions {
-    let preset = TrainingOptions::preset(model, args.finetune_layers);
+    let image_layers = args.finetune_image_layers.unwrap_or(0);
+    let preset = TrainingOptions::preset(model, args.finetune_layers, image_layers);
     TrainingOptions {
         epochs: args.epochs.unwrap_or(preset.epochs),
         batch_size: args.batch_size.unwrap_or(preset.batch_size),
         lr: args.lr.unwrap_or(preset.lr),
         finetune_layers: args.finetune_layers.unwrap_or(preset.finetune_layers),
         finetune_lr: args.finetune_lr.unwrap_or(preset.finetune_lr),
+        finetune_image_layers: (args.finetune_image_layers).unwrap_or(preset.finetune_image_layers),
+        finetune_image_lr: args.finetune_image_lr.unwrap_or(preset.finetune_image_lr),
+        mirror_tta: args.mirror_tta,
         seed: args.seed.unwrap_or(preset.seed),
         val_fraction: args.val_fraction.unwrap_or(preset.val_fraction),
         limit: args.limit.or(preset.limit),
@@ -329,17 +346,21 @@ fn presets_help() -> String {
             .iter()
             .map(|(_, o)| format!("{:>20}", value(o)))
             .collect();
-        format!("  {name:<22}{}\n", values.concat())
+        format!("  {name:<24}{}\n", values.concat())
     };
     let mut help = String::from("Presets (an option left out takes its preset's value):\n");
     let heads: Vec<String> = columns.iter().map(|(n, _)| format!("{n:>20}")).collect();
-    help += &format!("  {:<22}{}\n", "", heads.concat());
+    help += &format!("  {:<24}{}\n", "", heads.concat());
     help += &row("--epochs", |o| o.epochs.to_string());
     help += &row("--patience", |o| o.patience.to_string());
     help += &row("--batch-size", |o| o.batch_size.to_string());
     help += &row("--lr", |o| o.lr.to_string());
     help += &row("--finetune-layers", |o| o.finetune_layers.to_string());
     help += &row("--finetune-lr", |o| o.finetune_lr.to_string());
+    help += &row("--finetune-image-layers", |o| {
+        o.finetune_image_layers.to_string()
+    });
+    help += &row("--finetune-image-lr", |o| o.finetune_image_lr.to_string());
     help += &row("--seed", |o| o.seed.to_string());
     help += &row("--val-fraction", |o| o.val_fraction.to_string());
     help += &row("--select", |o| match o.select {

@@ -58,6 +58,19 @@ pub struct TrainingOptions {
     /// Adam learning rate of the fine-tuned layers.
     #[serde(default = "default_finetune_lr")]
     pub finetune_lr: f64,
+    /// Fine-tune this many of the picture encoder's top layers (MobileNetV2, EfficientNet-Lite0)
+    /// on cached activations of the blocks below: 1 is the 1x1 head conv, each more an inverted
+    /// residual block below it; 0 keeps it frozen.
+    #[serde(default)]
+    pub finetune_image_layers: usize,
+    /// Adam learning rate of the picture encoder's fine-tuned blocks.
+    #[serde(default = "default_finetune_image_lr")]
+    pub finetune_image_lr: f64,
+    /// Measure mirror test-time augmentation (with `finetune_image_layers`): evaluation
+    /// averages each picture's centre crop and its mirror image. The classifier does not, so
+    /// the folder written is the model without it.
+    #[serde(default)]
+    pub mirror_tta: bool,
     /// Seed of the split, initialisation, shuffling and augmentation.
     pub seed: u64,
     /// Share of each class held out for validation.
@@ -87,6 +100,14 @@ fn default_finetune_lr() -> f64 {
     5e-5
 }
 
+/// Fine-tuned picture layers at most: the head conv and the 7x7 blocks above the last
+/// stride (their activations are small enough to cache for every picture).
+pub const MAX_IMAGE_LAYERS: usize = 4;
+
+fn default_finetune_image_lr() -> f64 {
+    1e-4
+}
+
 /// How the model learns, decided once from the config.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Regime {
@@ -94,8 +115,9 @@ pub enum Regime {
     Scratch,
     /// Frozen pretrained encoders: heads on their cached features.
     Heads,
-    /// Heads plus MiniLM's top `layers`, on cached states of the layers below.
-    FineTune { layers: usize },
+    /// Heads plus MiniLM's top `layers` (on cached states of the layers below) and the picture
+    /// encoder's top `image_layers` (on cached activations of the blocks below).
+    FineTune { layers: usize, image_layers: usize },
 }
 
 impl TrainingOptions {
@@ -108,6 +130,9 @@ impl TrainingOptions {
             lr: 1e-3,
             finetune_layers: 0,
             finetune_lr: default_finetune_lr(),
+            finetune_image_layers: 0,
+            finetune_image_lr: default_finetune_image_lr(),
+            mirror_tta: false,
             seed: 42,
             val_fraction: 0.15,
             limit: None,
@@ -145,8 +170,9 @@ impl TrainingOptions {
     }
 
     /// The preset for `model`: scratch, fine-tuning where there is a MiniLM to fine-tune (and
-    /// `finetune` does not say 0), heads only otherwise.
-    pub fn preset(model: &ModelConfig, finetune: Option<usize>) -> Self {
+    /// `finetune` does not say 0, or `image_layers` of the picture encoder are fine-tuned),
+    /// heads only otherwise.
+    pub fn preset(model: &ModelConfig, finetune: Option<usize>, image_layers: usize) -> Self {
         let pretrained = model
             .image
             .as_ref()
@@ -159,7 +185,10 @@ impl TrainingOptions {
             model.text.as_ref().map(|b| &b.encoder),
             Some(TextEncoderConfig::MinilmL6(_))
         );
-        match (pretrained, minilm && finetune != Some(0)) {
+        match (
+            pretrained,
+            minilm && (finetune != Some(0) || image_layers > 0),
+        ) {
             (false, _) => Self::scratch(),
             (true, true) => Self::finetune(),
             (true, false) => Self::heads_only(),
@@ -183,7 +212,21 @@ impl TrainingConfig {
             self.model.text.as_ref().map(|b| b.encoder.is_pretrained()),
         ];
         let pretrained: Vec<bool> = kinds.into_iter().flatten().collect();
+        ensure!(
+            o.finetune_image_layers <= MAX_IMAGE_LAYERS,
+            "--finetune-image-layers {}: at most {MAX_IMAGE_LAYERS} (the head conv and the last \
+             stage's blocks)",
+            o.finetune_image_layers
+        );
+        ensure!(
+            !o.mirror_tta || o.finetune_image_layers > 0,
+            "--mirror-tta needs --finetune-image-layers (the mirrored activations it averages)"
+        );
         if pretrained.iter().all(|p| !p) {
+            ensure!(
+                o.finetune_image_layers == 0,
+                "--finetune-image-layers: the picture encoder is trained from scratch already"
+            );
             return Ok(Regime::Scratch);
         }
         if !pretrained.iter().all(|p| *p) {
@@ -193,19 +236,32 @@ impl TrainingConfig {
             );
         }
         match self.model.text.as_ref().map(|b| &b.encoder) {
-            Some(TextEncoderConfig::MinilmL6(shape)) if o.finetune_layers > 0 => {
+            Some(TextEncoderConfig::MinilmL6(shape))
+                if o.finetune_layers > 0 || o.finetune_image_layers > 0 =>
+            {
                 ensure!(
                     o.finetune_layers <= shape.num_hidden_layers,
                     "--finetune-layers {}: MiniLM has {} layers",
                     o.finetune_layers,
                     shape.num_hidden_layers
                 );
+                ensure!(
+                    o.finetune_image_layers == 0 || self.model.image.is_some(),
+                    "--finetune-image-layers needs the picture branch"
+                );
                 Ok(Regime::FineTune {
                     layers: o.finetune_layers,
+                    image_layers: o.finetune_image_layers,
                 })
             }
             // Without the caption there is no MiniLM to fine-tune: heads only.
-            _ => Ok(Regime::Heads),
+            _ => {
+                ensure!(
+                    o.finetune_image_layers == 0,
+                    "--finetune-image-layers needs the MiniLM caption branch next to the picture"
+                );
+                Ok(Regime::Heads)
+            }
         }
     }
 }
@@ -236,7 +292,7 @@ mod tests {
         finetune: Option<usize>,
     ) -> Result<Regime> {
         let model = ModelConfig::new(image, text);
-        let mut options = TrainingOptions::preset(&model, finetune);
+        let mut options = TrainingOptions::preset(&model, finetune, 0);
         if let Some(layers) = finetune {
             options.finetune_layers = layers;
         }
@@ -254,7 +310,10 @@ mod tests {
         );
         assert_eq!(
             regime(mobilenet(), Some(minilm()), None).unwrap(),
-            Regime::FineTune { layers: 2 }
+            Regime::FineTune {
+                layers: 2,
+                image_layers: 0
+            }
         );
         assert_eq!(
             regime(mobilenet(), Some(minilm()), Some(0)).unwrap(),
@@ -263,11 +322,41 @@ mod tests {
         assert_eq!(regime(mobilenet(), None, None).unwrap(), Regime::Heads);
         assert_eq!(
             regime(None, Some(minilm()), Some(6)).unwrap(),
-            Regime::FineTune { layers: 6 }
+            Regime::FineTune {
+                layers: 6,
+                image_layers: 0
+            }
         );
         assert!(regime(None, Some(minilm()), Some(7)).is_err());
         assert!(regime(mobilenet(), scratch_text(), None).is_err());
         let model = ModelConfig::new(mobilenet(), None);
-        assert_eq!(TrainingOptions::preset(&model, None).epochs, 60);
+        assert_eq!(TrainingOptions::preset(&model, None, 0).epochs, 60);
+        // The picture encoder's top layers: at most the 7x7 blocks; mirror TTA needs them.
+        let model = ModelConfig::new(mobilenet(), Some(minilm()));
+        let with = |image_layers, mirror_tta| {
+            let mut options = TrainingOptions::preset(&model, Some(0), image_layers);
+            options.finetune_layers = 0;
+            (options.finetune_image_layers, options.mirror_tta) = (image_layers, mirror_tta);
+            let model = model.clone();
+            TrainingConfig { model, options }.regime()
+        };
+        let both = Regime::FineTune {
+            layers: 0,
+            image_layers: 2,
+        };
+        assert_eq!(with(2, true).unwrap(), both);
+        assert!(with(5, false).is_err());
+        assert!(with(0, true).is_err());
+        // Fine-tuning the picture alone takes the fine-tuning schedule, not 60 epochs.
+        let options = TrainingOptions::preset(&model, Some(0), 2);
+        assert_eq!(options.epochs, 8);
+        let picture_alone = ModelConfig::new(mobilenet(), None);
+        let mut options = TrainingOptions::preset(&picture_alone, None, 0);
+        options.finetune_image_layers = 1;
+        let config = TrainingConfig {
+            model: picture_alone,
+            options,
+        };
+        assert!(config.regime().is_err(), "needs MiniLM beside it");
     }
 }

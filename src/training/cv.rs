@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::EpochLog;
 use super::config::{Selection, TrainingOptions};
-use super::fit::{self, Evaluation, Labelled, Regime, Stop};
+use super::evaluate::Evaluation;
+use super::fit::{self, Labelled, Regime, Stop};
 use super::split::stratified_folds;
 use crate::progress::Progress;
 

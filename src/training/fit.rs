@@ -1,6 +1,7 @@
 //! The one epoch loop every regime shares: shuffle, batch, forward, weighted cross-entropy on
 //! the fused output and on each branch's own head, Adam with a cosine-decayed learning rate per
-//! parameter group, a validation pass per epoch, and early stopping on the chosen score.
+//! parameter group, a validation pass per epoch ([`super::evaluate`]), and early stopping on
+//! the chosen score.
 
 use std::time::Instant;
 
@@ -11,14 +12,14 @@ use burn::module::ParamGroup;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use mvsa_model::metrics::{Metrics, argmax};
-use mvsa_model::model::{Encoder, ModelOutput, Scores, SentimentModel};
+use mvsa_model::model::{Encoder, ModelOutput, SentimentModel};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use super::EpochLog;
 use super::config::{Selection, TrainingOptions};
+use super::evaluate::{Evaluation, evaluate};
 use crate::progress::Progress;
 
 /// A training pair as a regime keeps it, with its class.
@@ -59,6 +60,23 @@ pub trait Regime {
         None
     }
 
+    /// How many views of each example evaluation averages the probabilities of (test-time
+    /// augmentation); 1, the default: the example as it is.
+    fn views(&self) -> usize {
+        1
+    }
+
+    /// View `v` (of [`Regime::views`]) of `examples` for evaluation; view 0 is the batch
+    /// without augmentation.
+    fn view(
+        &self,
+        examples: &[&Labelled<Self::Example>],
+        _v: usize,
+        device: &Device,
+    ) -> Batch<Self::Image, Self::Text> {
+        self.batch(examples, None, device)
+    }
+
     /// Parameters that learn at their own initial rate (everything else: the options' `lr`).
     fn lr_groups(
         &self,
@@ -75,66 +93,6 @@ pub trait Regime {
 pub fn labels<X>(examples: &[&Labelled<X>], device: &Device) -> Tensor<1, Int> {
     let labels: Vec<i64> = examples.iter().map(|e| e.label as i64).collect();
     Tensor::from_data(TensorData::new(labels, [examples.len()]), device)
-}
-
-/// Validation numbers of one model: mean cross-entropy of the fused output, and metrics of the
-/// fused output and of each branch head.
-#[derive(Clone, Debug)]
-pub struct Evaluation {
-    pub loss: f64,
-    pub fused: Metrics,
-    pub image: Option<Metrics>,
-    pub text: Option<Metrics>,
-}
-
-impl Evaluation {
-    /// From each pair's probabilities and true class. Branch metrics only where a model has
-    /// both branches (alone, a branch's head is the fused output).
-    pub fn new(labels: &[String], scores: &[Scores], actual: &[usize]) -> Self {
-        let metrics = |probs: Vec<&Vec<f32>>| {
-            let predicted: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
-            Metrics::compute(labels, actual, &predicted)
-        };
-        let branch = |part: fn(&Scores) -> Option<&Vec<f32>>| {
-            let probs: Option<Vec<&Vec<f32>>> = scores.iter().map(part).collect();
-            let both = scores.iter().all(|s| s.image.is_some() && s.text.is_some());
-            probs.filter(|_| both).map(metrics)
-        };
-        let loss = scores
-            .iter()
-            .zip(actual)
-            .map(|(s, &a)| -(s.fused[a].max(1e-7) as f64).ln())
-            .sum::<f64>()
-            / actual.len().max(1) as f64;
-        Self {
-            loss,
-            fused: metrics(scores.iter().map(|s| &s.fused).collect()),
-            image: branch(|s| s.image.as_ref()),
-            text: branch(|s| s.text.as_ref()),
-        }
-    }
-}
-
-/// Evaluate `model` on `examples` with `regime`'s batches (no augmentation).
-pub fn evaluate<R: Regime>(
-    regime: &R,
-    model: &SentimentModel<R::Image, R::Text>,
-    examples: &[&Labelled<R::Example>],
-    labels: &[String],
-    device: &Device,
-) -> Result<Evaluation> {
-    let mut scores = Vec::with_capacity(examples.len());
-    for chunk in examples.chunks(64) {
-        let batch = regime.batch(chunk, None, device);
-        scores.extend(
-            model
-                .forward(batch.image, batch.text)?
-                .probabilities()
-                .read()?,
-        );
-    }
-    let actual: Vec<usize> = examples.iter().map(|e| e.label).collect();
-    Ok(Evaluation::new(labels, &scores, &actual))
 }
 
 /// When a fit stops and which epoch's model it keeps.

@@ -8,19 +8,22 @@ use std::time::Instant;
 use anyhow::{Result, anyhow};
 use burn::prelude::*;
 use mvsa_model::config::{ImageBranchConfig, TextBranchConfig};
-use mvsa_model::model::{Encoder, ImageEncoder, MiniLm, TextEncoder, TokenBatch, image_batch};
+use mvsa_model::model::{
+    Encoder, ImageEncoder, MiniLm, MobileCnn, TextEncoder, TokenBatch, image_batch,
+};
 use mvsa_model::preprocess::{ImagePreprocessor, TextPreprocessor, Tokens};
 
 use crate::data::Sample;
 use crate::features::FeatureCache;
 use crate::progress::Progress;
+use crate::training::finetune::Activations;
 
 /// Pairs the encoders see at a time.
 const CHUNK: usize = 32;
 
 /// Rows computed (not found in the cache) and the seconds that took.
-pub struct Computed {
-    pub rows: Vec<Vec<f32>>,
+pub struct Computed<R = Vec<f32>> {
+    pub rows: Vec<R>,
     pub computed: usize,
     pub seconds: f64,
 }
@@ -55,6 +58,84 @@ pub fn image_features(
         let images = image_batch(pixels, chunk.len(), pre.config().size, device);
         host_rows(encoder.encode(images))
     })
+}
+
+/// `lower`'s activations of every sample's picture, its centre crop and its mirror image: what
+/// fine-tuning the picture encoder's top layers reads.
+pub fn picture_activations(
+    lower: &MobileCnn,
+    branch: &ImageBranchConfig,
+    samples: &[Sample],
+    cache_dir: &Path,
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<Computed<Activations>> {
+    let run = |mirrored| {
+        image_activations(
+            lower, branch, samples, mirrored, cache_dir, device, progress,
+        )
+    };
+    let ((centre, shape), (mirrored, _)) = (run(false)?, run(true)?);
+    let both = centre.rows.into_iter().zip(mirrored.rows);
+    let rows = both.map(|(centre, mirrored)| Activations {
+        shape,
+        centre,
+        mirrored: Some(mirrored),
+    });
+    Ok(Computed {
+        rows: rows.collect(),
+        computed: centre.computed + mirrored.computed,
+        seconds: centre.seconds + mirrored.seconds,
+    })
+}
+
+/// `lower`'s activations (`[c, h, w]`, row-major) of every sample's picture, as the centre crop
+/// or its mirror image gives them.
+fn image_activations(
+    lower: &MobileCnn,
+    branch: &ImageBranchConfig,
+    samples: &[Sample],
+    mirrored: bool,
+    cache_dir: &Path,
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<(Computed, [usize; 3])> {
+    let pre = ImagePreprocessor::new(branch.preprocess.clone());
+    let (blocks, size) = (lower.blocks(), pre.config().size);
+    let setting = format!(
+        "{} blocks {blocks} mirrored {mirrored}",
+        serde_json::to_string(branch)?
+    );
+    // The shape of the map: one tiny picture through the blocks tells.
+    let probe = lower.activations(Tensor::zeros([1, 3, size, size], device));
+    let [_, c, h, w] = probe.dims();
+    let stored = |i: usize| {
+        samples[i]
+            .image
+            .as_ref()
+            .ok_or_else(|| anyhow!("guid {}: the picture was not read", samples[i].guid))
+    };
+    let keys = (0..samples.len())
+        .map(|i| Ok(mvsa_model::fnv1a([setting.as_bytes(), stored(i)?.as_raw()])))
+        .collect::<Result<Vec<u64>>>()?;
+    let side = if mirrored { "-mirrored" } else { "" };
+    let name = format!("{}-blocks{blocks}{side}", branch.encoder.name());
+    let cache = FeatureCache::open(cache_dir, &name, c);
+    let what = format!("picture activations{}", side.replace('-', ", "));
+    let margin = pre.margin() / 2;
+    let computed = cached(cache, &what, &keys, progress, |chunk| {
+        let mut pixels = Vec::with_capacity(chunk.len() * 3 * size * size);
+        for &i in chunk {
+            pixels.extend(pre.crop(stored(i)?, margin, margin, mirrored));
+        }
+        let maps = lower.activations(image_batch(pixels, chunk.len(), size, device));
+        let values = maps
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| anyhow!("reading activations: {e:?}"))?;
+        Ok(values.chunks(c * h * w).map(<[f32]>::to_vec).collect())
+    })?;
+    Ok((computed, [c, h, w]))
 }
 
 /// The caption encoder's features of every sample.

@@ -1,13 +1,16 @@
 //! Training: the run's config and regime ([`config`]), the stratified split and folds
 //! ([`split`]), cross-validation over the folds ([`cv`]), the
-//! frozen encoders' cached outputs ([`inputs`]), one generic epoch loop ([`fit`]) and one type
+//! frozen encoders' cached outputs ([`inputs`]), one generic epoch loop ([`fit`]), evaluation
+//! ([`evaluate`]) and one type
 //! per regime: [`scratch::Scratch`] (end to end, augmented), [`heads::Heads`] (heads on cached
-//! features), [`finetune::FineTune`] (heads plus MiniLM's top layers on cached lower states).
+//! features), [`finetune::FineTune`] (heads plus MiniLM's top layers on cached lower states,
+//! and optionally the picture encoder's top layers on cached activations).
 //! Nothing here writes files; [`crate::trainer`] runs the stages and [`crate::report`] records
 //! them.
 
 pub mod config;
 pub mod cv;
+pub mod evaluate;
 pub mod finetune;
 pub mod fit;
 pub mod heads;

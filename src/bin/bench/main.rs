@@ -115,7 +115,7 @@ fn training(args: &Args) -> Result<()> {
     let options = TrainingOptions {
         epochs: args.epochs,
         patience: usize::MAX,
-        ..TrainingOptions::preset(&model, None)
+        ..TrainingOptions::preset(&model, None, 0)
     };
     let (image_name, text_name) = (
         model.image.as_ref().map_or("", |b| b.encoder.name()),

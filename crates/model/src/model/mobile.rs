@@ -204,9 +204,135 @@ impl MobileCnn {
         x.mean_dim(3).mean_dim(2).flatten(1, 3)
     }
 
+    /// The feature map after the stem and the blocks, before the 1x1 head conv.
+    pub fn activations(&self, images: Tensor<4>) -> Tensor<4> {
+        let x = self.stem.forward(images);
+        self.blocks.iter().fold(x, |x, block| block.forward(x))
+    }
+
+    pub fn blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Split off the top `n` blocks and the head conv, to fine-tune on cached activations of
+    /// the blocks below (`n = 0`: the head conv alone). Their batch norms are frozen: a few
+    /// thousand tweets' batches would drag ImageNet's statistics about.
+    pub fn split_top(mut self, n: usize) -> (MobileCnn, MobileTop) {
+        let keep = self.blocks.len().saturating_sub(n);
+        let blocks = self.blocks.split_off(keep);
+        let top = MobileTop {
+            blocks,
+            head: Some(self.head.clone()),
+        };
+        (self, top.freeze_norms())
+    }
+
+    /// Put the top (split off and trained) back on this network.
+    pub fn join(mut self, top: MobileTop) -> MobileCnn {
+        self.blocks.extend(top.blocks);
+        if let Some(head) = top.head {
+            self.head = head;
+        }
+        self
+    }
+
     /// ImageNet logits `[batch, 1000]`; `None` when built without the classifier.
     pub fn classify(&self, images: Tensor<4>) -> Option<Tensor<2>> {
         let classifier = self.classifier.as_ref()?;
         Some(classifier.forward(self.forward(images)))
+    }
+}
+
+/// The top blocks and head conv of a [`MobileCnn`], fine-tuned on cached activations of the
+/// blocks below ([`MobileCnn::split_top`]); without blocks or head it only pools, so cached
+/// pooled features (`[batch, 1280, 1, 1]`) go through it unchanged.
+#[derive(Module, Debug)]
+pub struct MobileTop {
+    blocks: Vec<InvertedResidual>,
+    head: Option<ConvBn>,
+}
+
+impl MobileTop {
+    /// The pass-through: features computed beforehand, nothing to train.
+    pub fn pooled() -> Self {
+        Self {
+            blocks: Vec::new(),
+            head: None,
+        }
+    }
+
+    /// Batch norm in inference mode with fixed scale and shift; the convolutions still learn.
+    fn freeze_norms(self) -> Self {
+        let freeze = |c: ConvBn| ConvBn {
+            bn: c.bn.freeze(),
+            ..c
+        };
+        let blocks = self.blocks.into_iter().map(|b| InvertedResidual {
+            expand: b.expand.map(freeze),
+            depthwise: freeze(b.depthwise),
+            project: freeze(b.project),
+            residual: b.residual,
+        });
+        Self {
+            blocks: blocks.collect(),
+            head: self.head.map(freeze),
+        }
+    }
+}
+
+impl crate::model::Encoder for MobileTop {
+    type Input = Tensor<4>;
+
+    /// Activations `[batch, c, h, w]` → pooled features `[batch, 1280]`.
+    fn encode(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = self.blocks.iter().fold(x, |x, block| block.forward(x));
+        let x = match &self.head {
+            Some(head) => head.forward(x),
+            None => x,
+        };
+        x.mean_dim(3).mean_dim(2).flatten(1, 3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Encoder;
+    use burn::tensor::{Distribution, Tolerance};
+
+    fn pictures(device: &Device) -> Tensor<4> {
+        Tensor::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), device)
+    }
+
+    #[test]
+    fn a_split_network_computes_what_the_whole_one_does() {
+        let device = Device::flex();
+        let cnn = MobileCnn::mobilenet_v2(false, &device);
+        let whole = cnn.forward(pictures(&device)).into_data();
+        let (lower, top) = cnn.split_top(2);
+        assert_eq!(lower.blocks(), 15);
+        let split = top.encode(lower.activations(pictures(&device)));
+        whole.assert_approx_eq::<f32>(&split.into_data(), Tolerance::default());
+        let joined = lower.join(top);
+        assert_eq!(joined.blocks(), 17);
+        let again = joined.forward(pictures(&device)).into_data();
+        whole.assert_approx_eq::<f32>(&again, Tolerance::default());
+        // Without blocks or head the top only pools: cached features pass unchanged.
+        let features = Tensor::<4>::random([2, FEATURES, 1, 1], Distribution::Default, &device);
+        let pooled = MobileTop::pooled().encode(features.clone());
+        pooled
+            .into_data()
+            .assert_eq(&features.flatten::<2>(1, 3).into_data(), true);
+    }
+
+    #[test]
+    fn the_split_off_tops_batch_norms_are_frozen() {
+        let device = Device::flex();
+        let (_, top) = MobileCnn::mobilenet_v2(false, &device).split_top(1);
+        let head = top.head.as_ref().unwrap();
+        // Inference statistics even on a training device (the trainer's test checks that the
+        // convolutions get gradients there and the features match inference mode).
+        assert!(!head.bn.training.is_enabled());
+        assert!(!top.blocks[0].project.bn.training.is_enabled());
     }
 }

@@ -22,7 +22,7 @@ use crate::config::{Fusion, ImageEncoderConfig, ModelConfig, TextEncoderConfig};
 use crate::error::{Error, Result};
 use heads::{FusionHead, HeadSet, Heads};
 pub use minilm::{HiddenStates, MiniLm, MiniLmTop};
-pub use mobile::MobileCnn;
+pub use mobile::{MobileCnn, MobileTop};
 pub use output::{ModelOutput, PendingScores, Scores};
 pub use precision::{WeightFormat, int8_block};
 use scratch::{BiLstmEncoder, SmallCnn};
