@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Result, anyhow};
 use burn::prelude::*;
+use image::RgbImage;
 use mvsa_model::config::{ImageBranchConfig, TextBranchConfig};
 use mvsa_model::model::{
     Encoder, ImageEncoder, MiniLm, MobileCnn, TextEncoder, TokenBatch, image_batch,
@@ -39,15 +40,8 @@ pub fn image_features(
 ) -> Result<Computed> {
     let pre = ImagePreprocessor::new(branch.preprocess.clone());
     let setting = serde_json::to_string(branch)?;
-    let stored = |i: usize| {
-        samples[i]
-            .image
-            .as_ref()
-            .ok_or_else(|| anyhow!("guid {}: the picture was not read", samples[i].guid))
-    };
-    let keys = (0..samples.len())
-        .map(|i| Ok(mvsa_model::fnv1a([setting.as_bytes(), stored(i)?.as_raw()])))
-        .collect::<Result<Vec<u64>>>()?;
+    let stored = |i: usize| stored_picture(&samples[i]);
+    let keys = picture_keys(samples, &setting)?;
     let width = ImageEncoder::features(&branch.encoder);
     let cache = FeatureCache::open(cache_dir, branch.encoder.name(), width);
     cached(cache, "image features", &keys, progress, |chunk| {
@@ -106,20 +100,14 @@ fn image_activations(
         "{} blocks {blocks} mirrored {mirrored}",
         serde_json::to_string(branch)?
     );
-    // The shape of the map: one tiny picture through the blocks tells.
+    // The shape of the map: one blank picture through the blocks tells.
     let probe = lower.activations(Tensor::zeros([1, 3, size, size], device));
     let [_, c, h, w] = probe.dims();
-    let stored = |i: usize| {
-        samples[i]
-            .image
-            .as_ref()
-            .ok_or_else(|| anyhow!("guid {}: the picture was not read", samples[i].guid))
-    };
-    let keys = (0..samples.len())
-        .map(|i| Ok(mvsa_model::fnv1a([setting.as_bytes(), stored(i)?.as_raw()])))
-        .collect::<Result<Vec<u64>>>()?;
+    let stored = |i: usize| stored_picture(&samples[i]);
+    let keys = picture_keys(samples, &setting)?;
     let side = if mirrored { "-mirrored" } else { "" };
     let name = format!("{}-blocks{blocks}{side}", branch.encoder.name());
+    // Rows `c` wide, `h * w` of them an entry: the cache only needs the entry's length.
     let cache = FeatureCache::open(cache_dir, &name, c);
     let what = format!("picture activations{}", side.replace('-', ", "));
     let margin = pre.margin() / 2;
@@ -196,6 +184,25 @@ pub fn lower_states(
             .map(|(i, t)| values[i * width * hidden..][..t.len() * hidden].to_vec())
             .collect())
     })
+}
+
+/// A sample's picture as the data reader stored it (resized, before the crop).
+fn stored_picture(sample: &Sample) -> Result<&RgbImage> {
+    let guid = &sample.guid;
+    (sample.image.as_ref()).ok_or_else(|| anyhow!("guid {guid}: the picture was not read"))
+}
+
+/// Each sample's cache key: its stored picture under the encoder's `setting`.
+fn picture_keys(samples: &[Sample], setting: &str) -> Result<Vec<u64>> {
+    samples
+        .iter()
+        .map(|s| {
+            Ok(mvsa_model::fnv1a([
+                setting.as_bytes(),
+                stored_picture(s)?.as_raw(),
+            ]))
+        })
+        .collect()
 }
 
 fn tokens_of(text: &TextPreprocessor, captions: &[&str]) -> Result<Vec<Tokens>> {
