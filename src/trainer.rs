@@ -25,6 +25,7 @@ use crate::training::evaluate::{self, Evaluation};
 use crate::training::finetune::{Activations, FineTune, States};
 use crate::training::fit::{self, Labelled, Stop};
 use crate::training::heads::{Features, Heads};
+use crate::training::mixed::Mixed;
 use crate::training::scratch::Scratch;
 use crate::training::split::{stratified_split, stratified_subset};
 use crate::training::{EpochLog, FeatureTiming, Regime, TrainingConfig, TrainingOptions, inputs};
@@ -79,6 +80,7 @@ impl Trainer<'_> {
         let trained = match regime {
             Regime::Scratch => self.scratch(&config, text.as_ref(), &data)?,
             Regime::Heads => self.heads(&config, text.as_ref(), &data)?,
+            Regime::Mixed => self.mixed(&config, text.as_ref(), &data)?,
             Regime::FineTune {
                 layers,
                 image_layers,
@@ -234,6 +236,32 @@ impl Trainer<'_> {
         let regime = Scratch::new(config, text, self.config.options.word_dropout)?;
         let inputs = regime.inputs(&data.samples)?;
         self.fit(regime, inputs, data, None)
+    }
+
+    /// The frozen picture encoder's features, computed once (or read from the cache), beside
+    /// the scratch caption encoder's tokens.
+    fn mixed(
+        &self,
+        config: &ModelConfig,
+        text: Option<&TextPreprocessor>,
+        data: &Dataset,
+    ) -> Result<Trained> {
+        let (Some(branch), Some(text)) = (&config.image, text) else {
+            anyhow::bail!("the mixed regime needs a picture and a caption branch");
+        };
+        let encoder = (self.encoders.image_encoder(&branch.encoder, &self.device)?)
+            .context("the picture encoder is not a pretrained one")?;
+        let computed = self.image_inputs(&encoder, branch, data)?;
+        let timing = FeatureTiming {
+            pairs: data.samples.len(),
+            image_computed: computed.computed,
+            image_seconds: computed.seconds,
+            ..FeatureTiming::default()
+        };
+        let o = &self.config.options;
+        let regime = Mixed::new(config, encoder, text, o.word_dropout, &self.device)?;
+        let inputs = regime.inputs(&data.samples, computed.rows)?;
+        self.fit(regime, inputs, data, Some(timing))
     }
 
     fn heads(

@@ -288,6 +288,18 @@ fn train_with_pretrained_encoders_caches_features_and_stores_int8() {
             .is_file()
     );
     assert!(cache.join("minilm-l6-states6.safetensors").is_file());
+    // The small model: MobileNetV2's cached features beside a BiLSTM trained from scratch.
+    let e = dir.path().join("e");
+    let small = ["--small", "--vocab-size", "300", "--max-len", "24"];
+    let small = run(&e, &[&small[..], &["--weights", "f32"]].concat());
+    assert_eq!(small["features"]["image_computed"], 0);
+    let config = read_json(&e.join("config.json"));
+    assert_eq!(config["image"]["encoder"]["kind"], "mobilenet-v2");
+    assert_eq!(config["text"]["encoder"]["kind"], "scratch");
+    assert_eq!(
+        small["saved_model"]["confusion"],
+        small["validation"]["confusion"]
+    );
     for (folder, metrics) in [(&a, &first), (&b, &second), (&c, &heads), (&d, &tuned)] {
         // The written folder, reloaded and run end to end, agrees with the validation numbers
         // computed in training, in f32.
@@ -336,6 +348,15 @@ fn train_with_pretrained_encoders_caches_features_and_stores_int8() {
             "{moved}"
         );
     }
+    // The small model's picture encoder is the frozen one, its caption encoder a BiLSTM.
+    for frozen in ["head.conv.weight", "stem.conv.weight"] {
+        assert_eq!(weights(&c, &mobile(frozen)), weights(&e, &mobile(frozen)));
+    }
+    let lstm = Classifier::load(&e, &Device::flex()).unwrap();
+    let names: Vec<String> = (lstm.model().collect(None, None, false).into_iter())
+        .map(|t| t.name)
+        .collect();
+    assert!(names.iter().any(|n| n.starts_with("text.encoder.Scratch.")));
     for kept in [
         "head.bn.running_mean",
         "head.bn.gamma",

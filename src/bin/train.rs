@@ -20,9 +20,9 @@ use mvsa_sentiment::training::{Selection, TrainingConfig, TrainingOptions, confi
 /// (data/<guid>.jpg|.txt, train.txt) and write a model folder (weights, config, tokenizer,
 /// metrics, plots). The defaults reproduce the shipped model in www/model: pretrained encoders
 /// (run `bash scripts/fetch-encoders.sh` once first), MobileNetV2 frozen and MiniLM's top two
-/// layers fine-tuned, with heads on their cached features. `--small` trains the from-scratch
-/// model of www/model-small instead. A folder written next to a `models.json` (www/) is listed
-/// in it, so the page offers it.
+/// layers fine-tuned, with heads on their cached features. `--small` trains the small model of
+/// www/model-small instead (MobileNetV2 frozen beside a BiLSTM trained from scratch). A folder
+/// written next to a `models.json` (www/) is listed in it, so the page offers it.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
 struct Args {
@@ -41,8 +41,9 @@ struct Args {
     /// Caption encoder: pretrained all-MiniLM-L6-v2, or Embedding + BiLSTM trained from scratch.
     #[arg(long, value_enum, default_value_t = TextEncoder::MinilmL6)]
     text_encoder: TextEncoder,
-    /// The small from-scratch model (both encoders `scratch`, with its own presets).
-    #[arg(long, conflicts_with_all = ["image_encoder", "text_encoder"])]
+    /// The small model: a caption encoder trained from scratch (BiLSTM) beside the picture
+    /// encoder (`--image-encoder scratch`: a small CNN from scratch too), with its own presets.
+    #[arg(long, conflicts_with = "text_encoder")]
     small: bool,
     /// Most epochs to run; early stopping may end sooner.
     #[arg(long)]
@@ -81,9 +82,10 @@ struct Args {
     /// Tokens kept per caption (scratch text encoder; MiniLM keeps 128).
     #[arg(long, default_value_t = presets::SMALL_MAX_LEN)]
     max_len: usize,
-    /// Side of the square picture the scratch CNN sees (the pretrained CNNs see 224).
-    #[arg(long, default_value_t = presets::SMALL_IMAGE_SIZE)]
-    image_size: usize,
+    /// Side of the square picture the CNN sees [default: 224 for the pretrained CNNs
+    /// (resized to 8/7 of it first, 256), 32 for the scratch CNN].
+    #[arg(long)]
+    image_size: Option<usize>,
     /// Spell emoji out as their names before tokenising ("😭" → "loudly crying face").
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     emoji_names: bool,
@@ -228,17 +230,13 @@ fn run(args: Args) -> Result<()> {
 
 /// The architecture the flags ask for (MiniLM's shape read from its own config.json).
 fn model_config(args: &Args, encoders: &EncoderFiles) -> Result<ModelConfig> {
-    let (image, text) = match args.small {
-        true => (ImageEncoder::Scratch, TextEncoder::Scratch),
-        false => (args.image_encoder, args.text_encoder),
+    let text = match args.small {
+        true => TextEncoder::Scratch,
+        false => args.text_encoder,
     };
     let with_image = matches!(args.modality, Branches::Both | Branches::Image);
     let with_text = matches!(args.modality, Branches::Both | Branches::Text);
-    let image = with_image.then(|| match image {
-        ImageEncoder::MobilenetV2 => ImageBranchConfig::mobilenet_v2(),
-        ImageEncoder::EfficientnetLite0 => ImageBranchConfig::efficientnet_lite0(),
-        ImageEncoder::Scratch => ImageBranchConfig::scratch(args.image_size),
-    });
+    let image = with_image.then(|| image_branch(args.image_encoder, args.image_size));
     let text = match (with_text, text) {
         (false, _) => None,
         (true, TextEncoder::MinilmL6) => Some(TextBranchConfig::minilm(encoders.minilm_config()?)),
@@ -259,6 +257,23 @@ fn model_config(args: &Args, encoders: &EncoderFiles) -> Result<ModelConfig> {
         config.dropout = dropout;
     }
     Ok(config)
+}
+
+/// The picture branch of `encoder`, at `size` px if given (a pretrained CNN's picture is first
+/// resized to 8/7 of it, as 256 is to ImageNet's 224).
+fn image_branch(encoder: ImageEncoder, size: Option<usize>) -> ImageBranchConfig {
+    let mut branch = match encoder {
+        ImageEncoder::MobilenetV2 => ImageBranchConfig::mobilenet_v2(),
+        ImageEncoder::EfficientnetLite0 => ImageBranchConfig::efficientnet_lite0(),
+        ImageEncoder::Scratch => {
+            return ImageBranchConfig::scratch(size.unwrap_or(presets::SCRATCH_IMAGE_SIZE));
+        }
+    };
+    if let Some(size) = size {
+        branch.preprocess.size = size;
+        branch.preprocess.resize = (size * 8).div_ceil(7);
+    }
+    branch
 }
 
 /// The preset for the model, with what the flags override.

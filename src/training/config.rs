@@ -2,17 +2,18 @@
 //! and the run's own options (recorded in `metrics.json`), nested as Burn's examples nest them.
 //! The presets are the one place defaults live; the CLI only overrides them.
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Result, ensure};
 use mvsa_model::ModelConfig;
 use mvsa_model::config::{ImageBranchConfig, MiniLmConfig, TextBranchConfig, TextEncoderConfig};
 pub use mvsa_model::model::WeightFormat;
 use serde::{Deserialize, Serialize};
 
-/// The small model's architecture: a CNN on 32 px pictures, a BiLSTM on 40 tokens of a
-/// vocabulary of at most 6,000 learned from the training captions.
-pub const SMALL_IMAGE_SIZE: usize = 32;
+/// The small model's caption encoder: a BiLSTM on 40 tokens of a vocabulary of at most 6,000
+/// learned from the training captions. Its picture encoder is the default model's frozen
+/// MobileNetV2; a CNN trained from scratch instead (`--image-encoder scratch`) sees 32 px.
 pub const SMALL_MAX_LEN: usize = 40;
 pub const SMALL_VOCAB: usize = 6000;
+pub const SCRATCH_IMAGE_SIZE: usize = 32;
 
 /// The shipped default model: MobileNetV2 and all-MiniLM-L6-v2 (of the given shape).
 pub fn default_model(minilm: MiniLmConfig) -> ModelConfig {
@@ -22,10 +23,10 @@ pub fn default_model(minilm: MiniLmConfig) -> ModelConfig {
     )
 }
 
-/// The small model, trained from scratch.
+/// The small model: MobileNetV2's features beside a BiLSTM trained from scratch.
 pub fn small_model() -> ModelConfig {
     ModelConfig::new(
-        Some(ImageBranchConfig::scratch(SMALL_IMAGE_SIZE)),
+        Some(ImageBranchConfig::mobilenet_v2()),
         Some(TextBranchConfig::scratch(SMALL_VOCAB, SMALL_MAX_LEN)),
     )
 }
@@ -115,14 +116,18 @@ pub enum Regime {
     Scratch,
     /// Frozen pretrained encoders: heads on their cached features.
     Heads,
+    /// A frozen pretrained picture encoder (its cached features) beside a caption encoder
+    /// trained from scratch, end to end with the heads: the small model.
+    Mixed,
     /// Heads plus MiniLM's top `layers` (on cached states of the layers below) and the picture
     /// encoder's top `image_layers` (on cached activations of the blocks below).
     FineTune { layers: usize, image_layers: usize },
 }
 
 impl TrainingOptions {
-    /// The small from-scratch model's settings (tuned on the validation split); weights in
-    /// f16 (half the download, the same answers).
+    /// The settings of a model whose caption encoder trains from scratch (tuned on the
+    /// validation split for the from-scratch model, kept for the small one); weights in f16
+    /// (half the download, the same answers).
     pub fn scratch() -> Self {
         Self {
             epochs: 12,
@@ -169,18 +174,16 @@ impl TrainingOptions {
         }
     }
 
-    /// The preset for `model`: scratch, fine-tuning where there is a MiniLM to fine-tune (and
-    /// `finetune` does not say 0, or `image_layers` of the picture encoder are fine-tuned),
-    /// heads only otherwise.
+    /// The preset for `model`: scratch's where a caption encoder (or every encoder) trains
+    /// from scratch, fine-tuning where there is a MiniLM to fine-tune (and `finetune` does not
+    /// say 0, or `image_layers` of the picture encoder are fine-tuned), heads only otherwise.
     pub fn preset(model: &ModelConfig, finetune: Option<usize>, image_layers: usize) -> Self {
-        let pretrained = model
-            .image
-            .as_ref()
-            .is_some_and(|b| b.encoder.is_pretrained())
-            || model
-                .text
-                .as_ref()
-                .is_some_and(|b| b.encoder.is_pretrained());
+        // The caption encoder decides where there is one (a scratch BiLSTM needs scratch's
+        // schedule, whatever reads the picture); the picture encoder otherwise.
+        let pretrained = match (&model.text, &model.image) {
+            (Some(text), _) => text.encoder.is_pretrained(),
+            (None, image) => image.as_ref().is_some_and(|b| b.encoder.is_pretrained()),
+        };
         let minilm = matches!(
             model.text.as_ref().map(|b| &b.encoder),
             Some(TextEncoderConfig::MinilmL6(_))
@@ -211,7 +214,7 @@ impl TrainingConfig {
             self.model.image.as_ref().map(|b| b.encoder.is_pretrained()),
             self.model.text.as_ref().map(|b| b.encoder.is_pretrained()),
         ];
-        let pretrained: Vec<bool> = kinds.into_iter().flatten().collect();
+        let pretrained: Vec<bool> = kinds.iter().flatten().copied().collect();
         ensure!(
             o.finetune_image_layers <= MAX_IMAGE_LAYERS,
             "--finetune-image-layers {}: at most {MAX_IMAGE_LAYERS} (the head conv and the last \
@@ -230,10 +233,17 @@ impl TrainingConfig {
             return Ok(Regime::Scratch);
         }
         if !pretrained.iter().all(|p| *p) {
-            bail!(
-                "a pretrained encoder next to a from-scratch one is not supported: use two \
-                 pretrained encoders, two scratch ones, or --modality to train one branch alone"
+            ensure!(
+                kinds == [Some(true), Some(false)],
+                "a from-scratch picture encoder next to a pretrained caption encoder is not \
+                 supported: use a pretrained picture encoder with a scratch caption encoder, two \
+                 of a kind, or --modality to train one branch alone"
             );
+            ensure!(
+                o.finetune_image_layers == 0,
+                "--finetune-image-layers needs the MiniLM caption branch next to the picture"
+            );
+            return Ok(Regime::Mixed);
         }
         match self.model.text.as_ref().map(|b| &b.encoder) {
             Some(TextEncoderConfig::MinilmL6(shape))
@@ -328,7 +338,14 @@ mod tests {
             }
         );
         assert!(regime(None, Some(minilm()), Some(7)).is_err());
-        assert!(regime(mobilenet(), scratch_text(), None).is_err());
+        // The small model: MobileNetV2's features beside a BiLSTM, on scratch's schedule.
+        assert_eq!(
+            regime(mobilenet(), scratch_text(), None).unwrap(),
+            Regime::Mixed
+        );
+        let small = ModelConfig::new(mobilenet(), scratch_text());
+        assert_eq!(TrainingOptions::preset(&small, None, 0).epochs, 12);
+        assert!(regime(scratch_image(), Some(minilm()), None).is_err());
         let model = ModelConfig::new(mobilenet(), None);
         assert_eq!(TrainingOptions::preset(&model, None, 0).epochs, 60);
         // The picture encoder's top layers: at most the 7x7 blocks; mirror TTA needs them.

@@ -3,7 +3,8 @@
 //! frozen encoders' cached outputs ([`inputs`]), one generic epoch loop ([`fit`]), evaluation
 //! ([`evaluate`]) and one type
 //! per regime: [`scratch::Scratch`] (end to end, augmented), [`heads::Heads`] (heads on cached
-//! features), [`finetune::FineTune`] (heads plus MiniLM's top layers on cached lower states,
+//! features), [`mixed::Mixed`] (cached picture features beside a scratch caption encoder),
+//! [`finetune::FineTune`] (heads plus MiniLM's top layers on cached lower states,
 //! and optionally the picture encoder's top layers on cached activations).
 //! Nothing here writes files; [`crate::trainer`] runs the stages and [`crate::report`] records
 //! them.
@@ -15,6 +16,7 @@ pub mod finetune;
 pub mod fit;
 pub mod heads;
 pub mod inputs;
+pub mod mixed;
 pub mod scratch;
 pub mod split;
 

@@ -1,6 +1,6 @@
-//! The small model's regime: every encoder from scratch, trained end to end on the stored
-//! pictures (a random crop, mirrored half the time) and the tokenised captions (a few tokens
-//! hidden behind `[UNK]`).
+//! Every encoder from scratch, trained end to end on the stored pictures (a random crop,
+//! mirrored half the time) and the tokenised captions (a few tokens hidden behind `[UNK]`:
+//! [`Captions`], which [`super::mixed`] shares).
 
 use anyhow::{Context, Result};
 use burn::prelude::*;
@@ -18,9 +18,54 @@ use crate::tokenizer::UNK;
 pub struct Scratch {
     config: ModelConfig,
     images: Option<ImagePreprocessor>,
-    text: Option<TextPreprocessor>,
+    text: Option<Captions>,
+}
+
+/// Captions for a caption encoder trained from scratch: tokenised once, and in each training
+/// batch a share of their tokens hidden behind `[UNK]` (word dropout).
+pub struct Captions {
+    text: TextPreprocessor,
     unk: u32,
     word_dropout: f64,
+}
+
+impl Captions {
+    pub fn new(text: &TextPreprocessor, word_dropout: f64) -> Result<Self> {
+        let unk = text
+            .tokenizer()
+            .token_to_id(UNK)
+            .context("the tokenizer has no [UNK] token")?;
+        Ok(Self {
+            text: text.clone(),
+            unk,
+            word_dropout,
+        })
+    }
+
+    pub fn encode(&self, caption: &str) -> Result<Tokens> {
+        Ok(self.text.encode(caption)?)
+    }
+
+    /// The captions' tokens as a batch; with `augment`, word dropout draws from it.
+    pub fn batch<'a>(
+        &self,
+        tokens: impl Iterator<Item = &'a Tokens>,
+        augment: Option<&mut StdRng>,
+        device: &Device,
+    ) -> TokenBatch {
+        let mut tokens: Vec<Tokens> = tokens.cloned().collect();
+        if let Some(rng) = augment {
+            for t in &mut tokens {
+                for id in &mut t.ids {
+                    if rng.random_bool(self.word_dropout) {
+                        *id = self.unk;
+                    }
+                }
+            }
+        }
+        let rows = self.text.rows(&tokens.iter().collect::<Vec<_>>());
+        TokenBatch::new(rows.ids, rows.mask, rows.shape, device)
+    }
 }
 
 /// A pair as this regime keeps it: the stored (resized) picture and the caption's tokens.
@@ -35,22 +80,13 @@ impl Scratch {
         text: Option<&TextPreprocessor>,
         word_dropout: f64,
     ) -> Result<Self> {
-        let unk = match text {
-            Some(text) => text
-                .tokenizer()
-                .token_to_id(UNK)
-                .context("the tokenizer has no [UNK] token")?,
-            None => 0,
-        };
         Ok(Self {
             config: config.clone(),
             images: config
                 .image
                 .as_ref()
                 .map(|b| ImagePreprocessor::new(b.preprocess.clone())),
-            text: text.cloned(),
-            unk,
-            word_dropout,
+            text: text.map(|t| Captions::new(t, word_dropout)).transpose()?,
         })
     }
 
@@ -59,9 +95,7 @@ impl Scratch {
         samples
             .iter()
             .map(|s| {
-                let tokens = self
-                    .text
-                    .as_ref()
+                let tokens = (self.text.as_ref())
                     .map(|t| t.encode(&s.caption))
                     .transpose()?;
                 let image = self.images.as_ref().and(s.image.clone());
@@ -112,22 +146,9 @@ impl Regime for Scratch {
             });
             image_batch(pixels.collect(), examples.len(), pre.config().size, device)
         });
-        let text = self.text.as_ref().map(|pre| {
-            let mut tokens: Vec<Tokens> = examples
-                .iter()
-                .flat_map(|e| e.input.tokens.clone())
-                .collect();
-            if let Some(rng) = augment {
-                for t in &mut tokens {
-                    for id in &mut t.ids {
-                        if rng.random_bool(self.word_dropout) {
-                            *id = self.unk;
-                        }
-                    }
-                }
-            }
-            let rows = pre.rows(&tokens.iter().collect::<Vec<_>>());
-            TokenBatch::new(rows.ids, rows.mask, rows.shape, device)
+        let text = self.text.as_ref().map(|captions| {
+            let tokens = examples.iter().flat_map(|e| e.input.tokens.as_ref());
+            captions.batch(tokens, augment, device)
         });
         Batch {
             image,

@@ -86,11 +86,14 @@ pub fn train_args(data: &Path, out: &Path, epochs: u32, seed: u64) -> Vec<String
     .to_vec()
 }
 
-/// [`train_args`] for the small model, with a small vocabulary, 32 px pictures and 24 tokens.
+/// [`train_args`] for the small model with its picture encoder trained from scratch too (fast,
+/// no pretrained files), with a small vocabulary, 32 px pictures and 24 tokens.
 pub fn train_small_args(data: &Path, out: &Path, epochs: u32, seed: u64) -> Vec<String> {
     let mut args = train_args(data, out, epochs, seed);
     let small = [
         "--small",
+        "--image-encoder",
+        "scratch",
         "--vocab-size",
         "300",
         "--image-size",
