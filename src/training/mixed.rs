@@ -104,3 +104,63 @@ impl Regime for Mixed {
         Ok(shipped.with_heads_of(model))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, Tolerance};
+    use mvsa_model::config::{ImageBranchConfig, TextBranchConfig};
+    use mvsa_model::model::{Encoder, MobileCnn};
+    use rand::SeedableRng;
+
+    use crate::tokenizer::{PAD, train_tokenizer};
+
+    #[test]
+    fn the_shipped_model_runs_the_frozen_picture_encoder_under_what_trained() {
+        let device = Device::flex();
+        let captions = [
+            "a happy day",
+            "so sad today",
+            "the news at six",
+            "a lovely view",
+        ];
+        let tokenizer = train_tokenizer(captions.iter().copied(), 100).unwrap();
+        let mut branch = TextBranchConfig::scratch(tokenizer.get_vocab_size(true), 8);
+        branch.preprocess.pad_id = tokenizer.token_to_id(PAD).unwrap();
+        let config = ModelConfig::new(Some(ImageBranchConfig::mobilenet_v2()), Some(branch));
+        let text = TextPreprocessor::new(tokenizer, config.text.clone().unwrap()).unwrap();
+        let encoder = ImageEncoder::Pretrained(MobileCnn::mobilenet_v2(false, &device));
+        let images = Tensor::<4>::random([4, 3, 32, 32], Distribution::Default, &device);
+        let features = encoder.encode(images.clone()).into_data();
+        let features: Vec<f32> = features.try_into_vec().unwrap();
+        let regime = Mixed::new(&config, encoder, &text, 0.5, &device).unwrap();
+        let examples: Vec<Labelled<Pair>> = (features.chunks(features.len() / 4))
+            .zip(captions)
+            .enumerate()
+            .map(|(i, (row, caption))| Labelled {
+                input: Pair {
+                    image: row.to_vec(),
+                    tokens: regime.captions.encode(caption).unwrap(),
+                },
+                label: i % 3,
+            })
+            .collect();
+        let refs: Vec<&Labelled<Pair>> = examples.iter().collect();
+        // Word dropout draws only for training batches.
+        let plain = regime.batch(&refs, None, &device);
+        let mut rng = StdRng::seed_from_u64(3);
+        let dropped = regime.batch(&refs, Some(&mut rng), &device);
+        let ids = |b: &Batch<Precomputed, TextEncoder>| b.text.as_ref().unwrap().ids.to_data();
+        assert_ne!(ids(&plain), ids(&dropped));
+        // The model trains on the cached features; the one that ships reads pictures through
+        // the frozen encoder under the same heads and caption encoder, with the same answers.
+        let model = regime.init(&device).unwrap();
+        let tokens = plain.text.clone();
+        let on_features = model.forward(plain.image, plain.text).unwrap().fused;
+        let shipped = regime.finish(model).unwrap();
+        let end_to_end = shipped.forward(Some(images), tokens).unwrap().fused;
+        end_to_end
+            .into_data()
+            .assert_approx_eq::<f32>(&on_features.into_data(), Tolerance::default());
+    }
+}
