@@ -300,6 +300,31 @@ fn train_with_pretrained_encoders_caches_features_and_stores_int8() {
         small["saved_model"]["confusion"],
         small["validation"]["confusion"]
     );
+    // Distilled, cross-validated: a teacher per fold and one for the final fit, each fitted on
+    // the pairs its student trains on, and the test list's pairs labelled by it.
+    let f = dir.path().join("f");
+    let distilled = train(&fixture(), &f, 2, 5)
+        .args([
+            "--feature-cache",
+            arg(&cache),
+            "--small",
+            "--vocab-size",
+            "300",
+        ])
+        .args(["--distil", "0.5", "--cv", "2", "--weights", "f32"])
+        .assert()
+        .success();
+    let log = String::from_utf8_lossy(&distilled.get_output().stderr).into_owned();
+    assert!(log.contains("3 unlabelled pairs from"), "{log}");
+    let teachers: Vec<&str> = log.lines().filter(|l| l.contains("teacher on")).collect();
+    assert_eq!(teachers.len(), 3, "{log}");
+    assert!(teachers[0].contains("teacher on 6 pairs") && teachers[2].contains("on 12 pairs"));
+    let metrics = read_json(&f.join("metrics.json"));
+    assert_eq!(metrics["options"]["distil"], 0.5);
+    assert_eq!(
+        metrics["saved_model"]["confusion"],
+        metrics["trained_model"]["confusion"]
+    );
     for (folder, metrics) in [(&a, &first), (&b, &second), (&c, &heads), (&d, &tuned)] {
         // The written folder, reloaded and run end to end, agrees with the validation numbers
         // computed in training, in f32.

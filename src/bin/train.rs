@@ -21,7 +21,8 @@ use mvsa_sentiment::training::{Selection, TrainingConfig, TrainingOptions, confi
 /// metrics, plots). The defaults reproduce the shipped model in www/model: pretrained encoders
 /// (run `bash scripts/fetch-encoders.sh` once first), MobileNetV2 frozen and MiniLM's top two
 /// layers fine-tuned, with heads on their cached features. `--small` trains the small model of
-/// www/model-small instead (MobileNetV2 frozen beside a BiLSTM trained from scratch). A folder
+/// www/model-small instead (MobileNetV2 frozen beside a BiLSTM trained from scratch, distilled
+/// from heads on the default model's frozen encoders). A folder
 /// written next to a `models.json` (www/) is listed in it, so the page offers it.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
@@ -106,6 +107,13 @@ struct Args {
     /// Weight of each branch's own loss next to the fused loss (modality both).
     #[arg(long)]
     branch_loss_weight: Option<f64>,
+    /// Distil the small model from a teacher (heads on the default model's frozen encoders,
+    /// fitted on the same training pairs, each cross-validation fold its own): the share of
+    /// each labelled pair's target that is the teacher's probabilities; the pairs of
+    /// test_without_label.txt are trained on with the teacher's alone. 0 turns it off (as
+    /// it is for `--small --image-encoder scratch`)
+    #[arg(long)]
+    distil: Option<f64>,
     /// Fine-tune this many of MiniLM's top layers along with the heads; 0 keeps every encoder
     /// frozen, so retraining runs on cached features alone and takes seconds.
     #[arg(long)]
@@ -302,6 +310,7 @@ fn options(args: &Args, model: &ModelConfig) -> TrainingOptions {
         class_weight_power: args.class_weight_power.unwrap_or(preset.class_weight_power),
         branch_loss_weight: args.branch_loss_weight.unwrap_or(preset.branch_loss_weight),
         word_dropout: args.word_dropout.unwrap_or(preset.word_dropout),
+        distil: args.distil.unwrap_or(preset.distil),
         weights: match args.weights {
             Some(Weights::F32) => WeightFormat::F32,
             Some(Weights::F16) => WeightFormat::F16,
@@ -354,7 +363,7 @@ fn presets_help() -> String {
     let columns = [
         ("pretrained", TrainingOptions::finetune()),
         ("--finetune-layers 0", TrainingOptions::heads_only()),
-        ("--small", TrainingOptions::scratch()),
+        ("--small", TrainingOptions::small()),
     ];
     let row = |name: &str, value: fn(&TrainingOptions) -> String| {
         let values: Vec<String> = columns
@@ -385,6 +394,7 @@ fn presets_help() -> String {
     help += &row("--class-weight-power", |o| o.class_weight_power.to_string());
     help += &row("--branch-loss-weight", |o| o.branch_loss_weight.to_string());
     help += &row("--word-dropout", |o| o.word_dropout.to_string());
+    help += &row("--distil", |o| o.distil.to_string());
     help += &row("--weights", |o| format!("{:?}", o.weights).to_lowercase());
     help
 }

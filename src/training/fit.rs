@@ -33,6 +33,9 @@ pub struct Batch<I: Encoder, T: Encoder> {
     pub image: Option<I::Input>,
     pub text: Option<T::Input>,
     pub labels: Tensor<1, Int>,
+    /// Each pair's target probabilities `[batch, classes]`, where the regime learns from soft
+    /// targets (a teacher's, distilling) instead of the labels alone.
+    pub targets: Option<Tensor<2>>,
 }
 
 /// One way of training the model: what it keeps of each pair, how pairs become a batch, which
@@ -75,6 +78,23 @@ pub trait Regime {
         device: &Device,
     ) -> Batch<Self::Image, Self::Text> {
         self.batch(examples, None, device)
+    }
+
+    /// Called by [`fit`] before it trains on `train` (a fold's pairs, or every pair): a regime
+    /// that learns from a teacher fits the teacher on these pairs, and on these alone.
+    fn prepare(
+        &self,
+        _train: &[&Labelled<Self::Example>],
+        _device: &Device,
+        _progress: &dyn Progress,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// Pairs without a label trained on beside the labelled ones (their batches carry
+    /// `targets`; their `label` is not read). None by default.
+    fn unlabelled(&self) -> &[Labelled<Self::Example>] {
+        &[]
     }
 
     /// Parameters that learn at their own initial rate (everything else: the options' `lr`).
@@ -143,7 +163,14 @@ pub fn fit<R: Regime>(
         !valid.is_empty() || stop != Stop::BestValidation,
         "nothing held out to choose an epoch by"
     );
-    let mut learner = Learner::new(regime, train, labels.len(), options, device, progress)?;
+    regime.prepare(train, device, progress)?;
+    // The class weights count the labelled pairs; an epoch passes over the unlabelled too.
+    let autodiff = device.clone().autodiff();
+    let loss = WeightedLoss::new(train, labels.len(), options, &autodiff, progress);
+    let train: Vec<&Labelled<R::Example>> =
+        (train.iter().copied()).chain(regime.unlabelled()).collect();
+    let train = train.as_slice();
+    let mut learner = Learner::new(regime, train.len(), loss, options, device)?;
     let (mut history, mut evaluations) = (Vec::new(), Vec::new());
     let mut best: Option<Kept<R>> = None;
     for epoch in 1..=last {
@@ -251,18 +278,16 @@ struct Learner<R: Regime> {
 impl<R: Regime> Learner<R> {
     fn new(
         regime: &R,
-        train: &[&Labelled<R::Example>],
-        classes: usize,
+        pairs: usize,
+        loss: WeightedLoss,
         options: &TrainingOptions,
         device: &Device,
-        progress: &dyn Progress,
     ) -> Result<Self> {
         let device = device.clone().autodiff();
         device.seed(options.seed);
         let model = regime.init(&device)?;
-        let steps = options.epochs * train.len().div_ceil(options.batch_size);
+        let steps = options.epochs * pairs.div_ceil(options.batch_size);
         let (optim, schedule) = optimiser(options, regime.lr_groups(&model), steps)?;
-        let loss = WeightedLoss::new(train, classes, options, &device, progress);
         Ok(Self {
             model,
             optim,
@@ -290,7 +315,9 @@ impl<R: Regime> Learner<R> {
             let examples: Vec<&Labelled<R::Example>> = chunk.iter().map(|&i| train[i]).collect();
             let batch = regime.batch(&examples, Some(&mut self.rng), &self.device);
             let output = self.model.forward(batch.image, batch.text)?;
-            let total = self.loss.forward(output, batch.labels);
+            let total = self
+                .loss
+                .forward(output, &Targets::of(batch.labels, batch.targets));
             let value = total.clone().into_scalar::<f32>() as f64;
             ensure!(
                 value.is_finite(),
@@ -354,6 +381,7 @@ fn optimiser(
 /// plus `branch_loss_weight` times each branch head's own (when the model has both branches).
 struct WeightedLoss {
     loss: CrossEntropyLoss,
+    weights: Vec<f32>,
     branch_weight: f64,
 }
 
@@ -375,29 +403,98 @@ impl WeightedLoss {
         progress.note(&format!("class weights {weights:.2?}"));
         Self {
             loss: CrossEntropyLossConfig::new()
-                .with_weights(Some(weights))
+                .with_weights(Some(weights.clone()))
                 .init(device),
+            weights,
             branch_weight: options.branch_loss_weight,
         }
     }
 
     /// The loss of one set of heads; an ensemble's is its members' mean (each member learns as
     /// if alone).
-    fn forward(&self, output: ModelOutput, targets: Tensor<1, Int>) -> Tensor<1> {
+    fn forward(&self, output: ModelOutput, targets: &Targets) -> Tensor<1> {
         let n = output.members.len() as f64;
         let mut members = output.members.into_iter();
         if let Some(first) = members.next() {
-            let first = self.forward(first, targets.clone());
-            let sum = members.fold(first, |sum, m| sum + self.forward(m, targets.clone()));
+            let first = self.forward(first, targets);
+            let sum = members.fold(first, |sum, m| sum + self.forward(m, targets));
             return sum / n;
         }
-        let mut total = self.loss.forward(output.fused, targets.clone());
+        let mut total = self.one(output.fused, targets);
         if let (Some(image), Some(text)) = (output.image, output.text) {
             for logits in [image, text] {
-                let branch = self.loss.forward(logits, targets.clone());
-                total = total + branch * self.branch_weight;
+                total = total + self.one(logits, targets) * self.branch_weight;
             }
         }
         total
+    }
+
+    fn one(&self, logits: Tensor<2>, targets: &Targets) -> Tensor<1> {
+        match targets {
+            Targets::Classes(classes) => self.loss.forward(logits, classes.clone()),
+            Targets::Soft(probabilities) => self.soft(logits, probabilities.clone()),
+        }
+    }
+
+    /// Cross-entropy against target probabilities, each class's term weighted as the labels'
+    /// loss weights it, normalised by the weight the targets carry (so that one-hot targets
+    /// give exactly the weighted cross-entropy of their classes).
+    fn soft(&self, logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+        let n = self.weights.len();
+        let weights = TensorData::new(self.weights.clone(), [n]);
+        let weights = Tensor::<1>::from_data(weights, &logits.device());
+        let weighted = targets * weights.unsqueeze_dim(0);
+        let log_p = burn::tensor::activation::log_softmax(logits, 1);
+        let sum = (weighted.clone() * log_p).sum();
+        sum.neg() / weighted.sum()
+    }
+}
+
+/// What a batch's outputs are scored against: the classes, or target probabilities.
+enum Targets {
+    Classes(Tensor<1, Int>),
+    Soft(Tensor<2>),
+}
+
+impl Targets {
+    fn of(labels: Tensor<1, Int>, soft: Option<Tensor<2>>) -> Self {
+        match soft {
+            Some(soft) => Self::Soft(soft),
+            None => Self::Classes(labels),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, Tolerance};
+
+    use crate::progress::Quiet;
+
+    #[test]
+    fn one_hot_targets_score_as_the_weighted_loss_of_their_classes() {
+        let device = Device::flex();
+        let train: Vec<Labelled<()>> = [0, 0, 1, 2, 2, 2, 2, 2]
+            .into_iter()
+            .map(|label| Labelled { input: (), label })
+            .collect();
+        let train: Vec<&Labelled<()>> = train.iter().collect();
+        let loss = WeightedLoss::new(&train, 3, &TrainingOptions::scratch(), &device, &Quiet);
+        let logits = Tensor::<2>::random([4, 3], Distribution::Default, &device);
+        let classes = [2usize, 0, 1, 2];
+        let labels: Vec<i64> = classes.iter().map(|&c| c as i64).collect();
+        let labels = Tensor::<1, Int>::from_data(TensorData::new(labels, [4]), &device);
+        let one_hot: Vec<f32> = (classes.iter())
+            .flat_map(|&c| (0..3).map(move |k| f32::from(u8::from(k == c))))
+            .collect();
+        let one_hot = Tensor::<2>::from_data(TensorData::new(one_hot, [4, 3]), &device);
+        let hard = loss
+            .one(logits.clone(), &Targets::Classes(labels))
+            .into_data();
+        // Normalised by the weight the targets carry, as the classes' loss is.
+        let soft = loss.one(logits, &Targets::Soft(one_hot));
+        soft.into_data()
+            .assert_approx_eq::<f32>(&hard, Tolerance::default());
     }
 }

@@ -2,7 +2,7 @@
 //! ([`super::inputs`]); the branch heads and the fusion head train on their cached outputs, so
 //! an epoch is a pass over small vectors and retraining takes seconds.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use burn::prelude::*;
 use mvsa_model::ModelConfig;
 use mvsa_model::model::{Precomputed, SentimentModel, feature_batch};
@@ -12,8 +12,9 @@ use super::fit::{Batch, Labelled, Regime, labels};
 
 pub struct Heads {
     config: ModelConfig,
-    /// The model that ships: the pretrained encoders, under heads not yet trained.
-    pretrained: SentimentModel,
+    /// The model that ships: the pretrained encoders, under heads not yet trained (none for
+    /// a teacher, which is never shipped).
+    pretrained: Option<SentimentModel>,
 }
 
 /// A pair as this regime keeps it: each branch's encoder features.
@@ -27,7 +28,15 @@ impl Heads {
     pub fn new(config: &ModelConfig, pretrained: SentimentModel) -> Self {
         Self {
             config: config.clone(),
-            pretrained,
+            pretrained: Some(pretrained),
+        }
+    }
+
+    /// Heads that only teach ([`super::distil`]): trained, scored, never shipped.
+    pub fn teacher(config: &ModelConfig) -> Self {
+        Self {
+            config: config.clone(),
+            pretrained: None,
         }
     }
 }
@@ -65,10 +74,14 @@ impl Regime for Heads {
             image: stack(examples, |f| f.image.as_ref(), device),
             text: stack(examples, |f| f.text.as_ref(), device),
             labels: labels(examples, device),
+            targets: None,
         }
     }
 
     fn finish(self, model: SentimentModel<Precomputed, Precomputed>) -> Result<SentimentModel> {
-        Ok(self.pretrained.with_heads_of(model))
+        let pretrained = self
+            .pretrained
+            .context("a teacher's heads are not shipped")?;
+        Ok(pretrained.with_heads_of(model))
     }
 }

@@ -1,7 +1,8 @@
 //! The small model's regime: a frozen pretrained picture encoder beside a caption encoder
 //! trained from scratch. The picture's features are cached like the heads-only regime's
 //! ([`super::inputs`]); the BiLSTM trains end to end on the tokenised captions, with word
-//! dropout ([`Captions`]), and the heads on both.
+//! dropout ([`Captions`]), and the heads on both; with a [`Teacher`], distilled from it (its
+//! targets, and the unlabelled pairs it scores).
 
 use anyhow::{Context, Result, ensure};
 use burn::prelude::*;
@@ -10,10 +11,12 @@ use mvsa_model::model::{ImageEncoder, Precomputed, SentimentModel, TextEncoder};
 use mvsa_model::preprocess::{TextPreprocessor, Tokens};
 use rand::rngs::StdRng;
 
+use super::distil::Teacher;
 use super::fit::{Batch, Labelled, Regime, labels};
 use super::heads::stack;
 use super::scratch::Captions;
 use crate::data::Sample;
+use crate::progress::Progress;
 
 pub struct Mixed {
     config: ModelConfig,
@@ -21,12 +24,17 @@ pub struct Mixed {
     image: ImageEncoder,
     captions: Captions,
     device: Device,
+    teacher: Option<Teacher>,
+    /// The pairs without a label that the teacher scores.
+    unlabelled: Vec<Labelled<Pair>>,
 }
 
-/// A pair as this regime keeps it: the picture's cached features and the caption's tokens.
+/// A pair as this regime keeps it: the picture's cached features and the caption's tokens,
+/// and its id (the teacher's: labelled pairs first, in order, then the unlabelled ones).
 pub struct Pair {
     image: Vec<f32>,
     tokens: Tokens,
+    id: usize,
 }
 
 impl Mixed {
@@ -46,25 +54,69 @@ impl Mixed {
             image,
             captions: Captions::new(text, word_dropout)?,
             device: device.clone(),
+            teacher: None,
+            unlabelled: Vec::new(),
         })
+    }
+
+    /// Learn from `teacher` too, and train on `unlabelled` pairs (with their picture
+    /// features) with its targets alone. The teacher's ids: `labelled` pairs first, then these.
+    pub fn with_teacher(
+        mut self,
+        teacher: Teacher,
+        labelled: usize,
+        unlabelled: &[Sample],
+        features: Vec<Vec<f32>>,
+    ) -> Result<Self> {
+        ensure!(
+            teacher.len() == labelled + unlabelled.len(),
+            "the teacher has {} pairs, the student {labelled} and {} unlabelled",
+            teacher.len(),
+            unlabelled.len()
+        );
+        let pairs = self.inputs_from(labelled, unlabelled, features)?;
+        self.unlabelled = (pairs.into_iter())
+            .map(|input| Labelled { input, label: 0 })
+            .collect();
+        self.teacher = Some(teacher);
+        Ok(self)
     }
 
     /// Each sample's picture features (one row per sample, as cached) and tokens.
     pub fn inputs(&self, samples: &[Sample], features: Vec<Vec<f32>>) -> Result<Vec<Pair>> {
+        self.inputs_from(0, samples, features)
+    }
+
+    /// As [`Mixed::inputs`], the pairs' ids counting from `first`.
+    fn inputs_from(
+        &self,
+        first: usize,
+        samples: &[Sample],
+        features: Vec<Vec<f32>>,
+    ) -> Result<Vec<Pair>> {
         ensure!(
             features.len() == samples.len(),
             "{} picture features for {} pairs",
             features.len(),
             samples.len()
         );
-        samples
-            .iter()
-            .zip(features)
-            .map(|(s, image)| {
+        (samples.iter().zip(features).enumerate())
+            .map(|(i, (s, image))| {
                 let tokens = self.captions.encode(&s.caption)?;
-                Ok(Pair { image, tokens })
+                let id = first + i;
+                Ok(Pair { image, tokens, id })
             })
             .collect()
+    }
+
+    /// Training targets from the teacher, where there is one.
+    fn targets(&self, examples: &[&Labelled<Pair>], device: &Device) -> Option<Tensor<2>> {
+        let teacher = self.teacher.as_ref()?;
+        let pairs = examples.iter().map(|e| {
+            let id = e.input.id;
+            (id, teacher.is_labelled(id).then_some(e.label))
+        });
+        teacher.targets(pairs, device)
     }
 }
 
@@ -88,10 +140,38 @@ impl Regime for Mixed {
         device: &Device,
     ) -> Batch<Precomputed, TextEncoder> {
         let tokens = examples.iter().map(|e| &e.input.tokens);
+        // Training batches learn from the teacher; evaluation scores against the labels.
+        let targets = match augment {
+            Some(_) => self.targets(examples, device),
+            None => None,
+        };
         Batch {
             image: stack(examples, |p| Some(&p.image), device),
             text: Some(self.captions.batch(tokens, augment, device)),
             labels: labels(examples, device),
+            targets,
+        }
+    }
+
+    /// A new teacher for these pairs (each cross-validation fold, then the final fit).
+    fn prepare(
+        &self,
+        train: &[&Labelled<Pair>],
+        device: &Device,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let Some(teacher) = &self.teacher else {
+            return Ok(());
+        };
+        let pairs: Vec<(usize, usize)> = train.iter().map(|e| (e.input.id, e.label)).collect();
+        teacher.fit_on(&pairs, device, progress)
+    }
+
+    /// The unlabelled pairs, once a teacher has scored them (never with labels to stand in).
+    fn unlabelled(&self) -> &[Labelled<Pair>] {
+        match &self.teacher {
+            Some(teacher) if teacher.is_fitted() => &self.unlabelled,
+            _ => &[],
         }
     }
 
@@ -113,23 +193,35 @@ mod tests {
     use mvsa_model::model::{Encoder, MobileCnn};
     use rand::SeedableRng;
 
+    use crate::progress::Quiet;
     use crate::tokenizer::{PAD, train_tokenizer};
+    use crate::training::TrainingOptions;
+    use crate::training::heads::Features;
 
-    #[test]
-    fn the_shipped_model_runs_the_frozen_picture_encoder_under_what_trained() {
-        let device = Device::flex();
-        let captions = [
-            "a happy day",
-            "so sad today",
-            "the news at six",
-            "a lovely view",
-        ];
-        let tokenizer = train_tokenizer(captions.iter().copied(), 100).unwrap();
+    const CAPTIONS: [&str; 4] = [
+        "a happy day",
+        "so sad today",
+        "the news at six",
+        "a lovely view",
+    ];
+
+    /// MobileNetV2 (random weights) beside a BiLSTM over a vocabulary learned from
+    /// [`CAPTIONS`].
+    fn small(device: &Device) -> (ModelConfig, TextPreprocessor, ImageEncoder) {
+        let tokenizer = train_tokenizer(CAPTIONS.iter().copied(), 100).unwrap();
         let mut branch = TextBranchConfig::scratch(tokenizer.get_vocab_size(true), 8);
         branch.preprocess.pad_id = tokenizer.token_to_id(PAD).unwrap();
         let config = ModelConfig::new(Some(ImageBranchConfig::mobilenet_v2()), Some(branch));
         let text = TextPreprocessor::new(tokenizer, config.text.clone().unwrap()).unwrap();
-        let encoder = ImageEncoder::Pretrained(MobileCnn::mobilenet_v2(false, &device));
+        let encoder = ImageEncoder::Pretrained(MobileCnn::mobilenet_v2(false, device));
+        (config, text, encoder)
+    }
+
+    #[test]
+    fn the_shipped_model_runs_the_frozen_picture_encoder_under_what_trained() {
+        let device = Device::flex();
+        let (config, text, encoder) = small(&device);
+        let captions = CAPTIONS;
         let images = Tensor::<4>::random([4, 3, 32, 32], Distribution::Default, &device);
         let features = encoder.encode(images.clone()).into_data();
         let features: Vec<f32> = features.try_into_vec().unwrap();
@@ -141,6 +233,7 @@ mod tests {
                 input: Pair {
                     image: row.to_vec(),
                     tokens: regime.captions.encode(caption).unwrap(),
+                    id: i,
                 },
                 label: i % 3,
             })
@@ -162,5 +255,72 @@ mod tests {
         end_to_end
             .into_data()
             .assert_approx_eq::<f32>(&on_features.into_data(), Tolerance::default());
+    }
+
+    #[test]
+    fn a_teacher_sets_the_training_targets_and_brings_its_unlabelled_pairs() {
+        let device = Device::flex();
+        let (config, text, encoder) = small(&device);
+        let regime = Mixed::new(&config, encoder, &text, 0.0, &device).unwrap();
+        // Three labelled pairs and one unlabelled, each with a picture's features and
+        // (for the teacher) a caption's.
+        let row = |i: usize| vec![i as f32 / 4.0; 1280];
+        let shape = crate::training::tiny_minilm(1);
+        let mut teacher_config = config.clone();
+        teacher_config.text = Some(TextBranchConfig::minilm(shape));
+        let features = |ids: std::ops::Range<usize>| -> Vec<Features> {
+            (ids.map(|i| Features {
+                image: Some(row(i)),
+                text: Some(vec![i as f32; 8]),
+            }))
+            .collect()
+        };
+        let options = TrainingOptions::heads_only();
+        let teacher = Teacher::new(
+            &teacher_config,
+            features(0..3),
+            features(3..4),
+            0.5,
+            options,
+        )
+        .unwrap();
+        let sample = |i: usize| Sample {
+            guid: i.to_string(),
+            image: None,
+            caption: CAPTIONS[i].into(),
+            label: 0,
+        };
+        let regime = (regime.with_teacher(teacher, 3, &[sample(3)], vec![row(3)])).unwrap();
+        let pairs = regime.inputs(
+            &[sample(0), sample(1), sample(2)],
+            (0..3).map(row).collect(),
+        );
+        let train: Vec<Labelled<Pair>> = (pairs.unwrap().into_iter().enumerate())
+            .map(|(label, input)| Labelled { input, label })
+            .collect();
+        let train: Vec<&Labelled<Pair>> = train.iter().collect();
+        let mut rng = StdRng::seed_from_u64(1);
+        // No teacher fitted yet: no unlabelled pairs, no targets but the labels.
+        assert!(regime.unlabelled().is_empty());
+        assert!(
+            regime
+                .batch(&train, Some(&mut rng), &device)
+                .targets
+                .is_none()
+        );
+        regime.prepare(&train, &device, &Quiet).unwrap();
+        let unlabelled = regime.unlabelled();
+        assert_eq!(unlabelled.len(), 1);
+        // Training: a labelled pair's target is half its class; the unlabelled pair's is the
+        // teacher's alone. Evaluation scores against the labels.
+        let batch = [train[1], &unlabelled[0]];
+        let targets = regime.batch(&batch, Some(&mut rng), &device).targets;
+        let rows: Vec<f32> = targets.unwrap().into_data().try_to_vec::<f32>().unwrap();
+        assert!(
+            rows[1] >= 0.5 && rows[0] <= 0.5 && rows[2] <= 0.5,
+            "{rows:?}"
+        );
+        assert!((rows[3..].iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        assert!(regime.batch(&batch, None, &device).targets.is_none());
     }
 }

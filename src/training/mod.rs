@@ -3,7 +3,8 @@
 //! frozen encoders' cached outputs ([`inputs`]), one generic epoch loop ([`fit`]), evaluation
 //! ([`evaluate`]) and one type
 //! per regime: [`scratch::Scratch`] (end to end, augmented), [`heads::Heads`] (heads on cached
-//! features), [`mixed::Mixed`] (cached picture features beside a scratch caption encoder),
+//! features), [`mixed::Mixed`] (cached picture features beside a scratch caption encoder,
+//! optionally distilled from a [`distil::Teacher`]),
 //! [`finetune::FineTune`] (heads plus MiniLM's top layers on cached lower states,
 //! and optionally the picture encoder's top layers on cached activations).
 //! Nothing here writes files; [`crate::trainer`] runs the stages and [`crate::report`] records
@@ -11,6 +12,7 @@
 
 pub mod config;
 pub mod cv;
+pub mod distil;
 pub mod evaluate;
 pub mod finetune;
 pub mod fit;
@@ -44,4 +46,19 @@ pub struct FeatureTiming {
     pub image_seconds: f64,
     pub text_computed: usize,
     pub text_seconds: f64,
+}
+
+/// A BERT of `layers` layers, otherwise as small as it gets: the tests' MiniLM shape.
+#[cfg(test)]
+pub(crate) fn tiny_minilm(layers: usize) -> mvsa_model::config::MiniLmConfig {
+    mvsa_model::config::MiniLmConfig {
+        vocab_size: 100,
+        hidden_size: 8,
+        num_hidden_layers: layers,
+        num_attention_heads: 2,
+        intermediate_size: 16,
+        max_position_embeddings: 128,
+        type_vocab_size: 2,
+        layer_norm_eps: 1e-12,
+    }
 }

@@ -154,6 +154,7 @@ impl Regime for Scratch {
             image,
             text,
             labels: labels(examples, device),
+            targets: None,
         }
     }
 
