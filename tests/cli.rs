@@ -321,6 +321,20 @@ fn train_with_pretrained_encoders_caches_features_and_stores_int8() {
     assert!(teachers[0].contains("teacher on 6 pairs") && teachers[2].contains("on 12 pairs"));
     let metrics = read_json(&f.join("metrics.json"));
     assert_eq!(metrics["options"]["distil"], 0.5);
+    // A test-list pair that is labelled too is not used as unlabelled; `--limit` takes the
+    // same share of the test list (8 of 12 labelled: 2 of its 3 others).
+    let both = dir.path().join("both");
+    copy_fixture(&both);
+    let list = both.join("test_without_label.txt");
+    let text = std::fs::read_to_string(&list).unwrap();
+    std::fs::write(&list, format!("{}\n4066,null\n", text.trim_end())).unwrap();
+    let limited = train(&both, &dir.path().join("g"), 1, 5)
+        .args(["--feature-cache", arg(&cache), "--small", "--limit", "8"])
+        .assert()
+        .success();
+    let log = String::from_utf8_lossy(&limited.get_output().stderr).into_owned();
+    assert!(log.contains("left out 1 of the pairs in"), "{log}");
+    assert!(log.contains("2 unlabelled pairs from"), "{log}");
     assert_eq!(
         metrics["saved_model"]["confusion"],
         metrics["trained_model"]["confusion"]

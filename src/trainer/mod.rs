@@ -4,6 +4,7 @@
 
 mod regimes;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -146,6 +147,7 @@ impl Trainer<'_> {
             "{} lists no labelled pairs",
             list.display()
         );
+        let listed: HashSet<String> = rows.iter().map(|(guid, _)| guid.clone()).collect();
         if let Some(limit) = o.limit {
             let labels: Vec<usize> = rows.iter().map(|r| r.1).collect();
             let subset = stratified_subset(&labels, limit, o.seed);
@@ -154,10 +156,7 @@ impl Trainer<'_> {
         let images = self.config.model.image.as_ref();
         let images = images.map(|b| ImagePreprocessor::new(b.preprocess.clone()));
         let (samples, skipped) = data::load_samples(&folder, &rows, images.as_ref(), self.progress);
-        for s in &skipped {
-            self.progress
-                .note(&format!("warning: skipped {}: {}", s.guid, s.reason));
-        }
+        self.warn_skipped("", &skipped);
         if !skipped.is_empty() {
             self.progress.note(&format!(
                 "warning: skipped {} of {} pairs (listed in metrics.json)",
@@ -193,7 +192,7 @@ impl Trainer<'_> {
         let mut held_out = vec![false; samples.len()];
         valid.iter().for_each(|&i| held_out[i] = true);
         let unlabelled = match o.distil > 0.0 {
-            true => self.read_unlabelled(&folder, images.as_ref())?,
+            true => self.read_unlabelled(&folder, images.as_ref(), &listed, rows.len())?,
             false => Vec::new(),
         };
         Ok(Dataset {
@@ -204,11 +203,15 @@ impl Trainer<'_> {
         })
     }
 
-    /// The test list's pairs, for a teacher to label (none where the folder has no test list).
+    /// The test list's pairs, for a teacher to label (none where the folder has no test list):
+    /// those not `labelled` in the training list, and with `--limit` (`used` of them) the
+    /// same share of them.
     fn read_unlabelled(
         &self,
         folder: &LabFolder,
         images: Option<&ImagePreprocessor>,
+        labelled: &HashSet<String>,
+        used: usize,
     ) -> Result<Vec<Sample>> {
         let list = folder.root().join(data::TEST_LIST);
         if !list.exists() {
@@ -218,23 +221,38 @@ impl Trainer<'_> {
             ));
             return Ok(Vec::new());
         }
-        // Their tags are not read: the teacher's probabilities stand in for them.
-        let rows: Vec<(String, usize)> = (data::read_list(&list)?.into_iter())
+        let test = data::read_list(&list)?;
+        let listed_test = test.len();
+        // Their tags are not read: the teacher's probabilities stand in for them. A pair that
+        // is labelled too is left out: a fold holding it out would still train its student on
+        // it.
+        let mut test: Vec<(String, usize)> = (test.into_iter())
+            .filter(|row| !labelled.contains(&row.guid))
             .map(|row| (row.guid, 0))
             .collect();
-        let (samples, skipped) = data::load_samples(folder, &rows, images, self.progress);
-        for s in &skipped {
-            (self.progress).note(&format!(
-                "warning: skipped unlabelled {}: {}",
-                s.guid, s.reason
+        if test.len() < listed_test {
+            self.progress.note(&format!(
+                "warning: left out {} of the pairs in {}: they are labelled in {}",
+                listed_test - test.len(),
+                list.display(),
+                data::TRAIN_LIST
             ));
         }
+        test.truncate((test.len() * used).div_ceil(labelled.len().max(1)));
+        let (samples, skipped) = data::load_samples(folder, &test, images, self.progress);
+        self.warn_skipped("unlabelled ", &skipped);
         self.progress.note(&format!(
             "{} unlabelled pairs from {} for the teacher to label",
             samples.len(),
             list.display()
         ));
         Ok(samples)
+    }
+
+    fn warn_skipped(&self, kind: &str, skipped: &[Skipped]) {
+        for s in skipped {
+            (self.progress).note(&format!("warning: skipped {kind}{}: {}", s.guid, s.reason));
+        }
     }
 
     /// The caption tokenizer: the pretrained encoder's own, or one learned from the training

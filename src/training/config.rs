@@ -191,8 +191,9 @@ impl TrainingOptions {
     }
 
     /// The preset for `model`: scratch's where a caption encoder (or every encoder) trains
-    /// from scratch (distilled beside a pretrained picture encoder), fine-tuning where there is a MiniLM to fine-tune (and `finetune` does not
-    /// say 0, or `image_layers` of the picture encoder are fine-tuned), heads only otherwise.
+    /// from scratch (distilled beside a pretrained picture encoder), fine-tuning where there
+    /// is a MiniLM to fine-tune (and `finetune` does not say 0, or `image_layers` of the
+    /// picture encoder are fine-tuned), heads only otherwise.
     pub fn preset(model: &ModelConfig, finetune: Option<usize>, image_layers: usize) -> Self {
         // The caption encoder decides where there is one (a scratch BiLSTM needs scratch's
         // schedule, whatever reads the picture); the picture encoder otherwise.

@@ -6,9 +6,9 @@
 //! (`test_without_label.txt`), which the student then trains on with the teacher's
 //! probabilities as their whole target.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Context, Result, ensure};
 use burn::prelude::*;
 use mvsa_model::ModelConfig;
 use mvsa_model::model::{Precomputed, SentimentModel, feature_batch};
@@ -77,7 +77,7 @@ impl Teacher {
 
     /// Whether a teacher has been fitted (and the pairs' probabilities are there).
     pub fn is_fitted(&self) -> bool {
-        self.probabilities.lock().is_ok_and(|p| !p.is_empty())
+        !self.probabilities().is_empty()
     }
 
     /// Fit a new teacher on `train`, (pair id, class) for each pair, its epoch chosen on a
@@ -123,7 +123,7 @@ impl Teacher {
             valid.len()
         ));
         let probabilities = self.score(&fitted.model, device)?;
-        *self.probabilities.lock().map_err(|_| anyhow!("poisoned"))? = probabilities;
+        *self.probabilities() = probabilities;
         Ok(())
     }
 
@@ -163,7 +163,7 @@ impl Teacher {
         pairs: impl Iterator<Item = (usize, Option<usize>)>,
         device: &Device,
     ) -> Option<Tensor<2>> {
-        let probabilities = self.probabilities.lock().ok()?;
+        let probabilities = self.probabilities();
         let classes = self.labels.len();
         let w = self.weight as f32;
         let mut rows = Vec::new();
@@ -179,6 +179,14 @@ impl Teacher {
             TensorData::new(rows, [n, classes]),
             device,
         ))
+    }
+
+    /// The pairs' probabilities (a panic elsewhere while they were written leaves whole rows:
+    /// they are replaced at once).
+    fn probabilities(&self) -> std::sync::MutexGuard<'_, Vec<Vec<f32>>> {
+        self.probabilities
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether pair `id` is a labelled one.

@@ -1,12 +1,11 @@
 //! Training: the run's config and regime ([`config`]), the stratified split and folds
-//! ([`split`]), cross-validation over the folds ([`cv`]), the
-//! frozen encoders' cached outputs ([`inputs`]), one generic epoch loop ([`fit`]), evaluation
-//! ([`evaluate`]) and one type
-//! per regime: [`scratch::Scratch`] (end to end, augmented), [`heads::Heads`] (heads on cached
-//! features), [`mixed::Mixed`] (cached picture features beside a scratch caption encoder,
-//! optionally distilled from a [`distil::Teacher`]),
-//! [`finetune::FineTune`] (heads plus MiniLM's top layers on cached lower states,
-//! and optionally the picture encoder's top layers on cached activations).
+//! ([`split`]), cross-validation over the folds ([`cv`]), the frozen encoders' cached outputs
+//! ([`inputs`]), one generic epoch loop ([`fit`]) and its loss ([`loss`]), evaluation
+//! ([`evaluate`]) and one type per regime: [`scratch::Scratch`] (end to end, augmented),
+//! [`heads::Heads`] (heads on cached features), [`mixed::Mixed`] (cached picture features
+//! beside a scratch caption encoder, optionally distilled from a [`distil::Teacher`]),
+//! [`finetune::FineTune`] (heads plus MiniLM's top layers on cached lower states, and
+//! optionally the picture encoder's top layers on cached activations).
 //! Nothing here writes files; [`crate::trainer`] runs the stages and [`crate::report`] records
 //! them.
 
@@ -18,6 +17,7 @@ pub mod finetune;
 pub mod fit;
 pub mod heads;
 pub mod inputs;
+pub mod loss;
 pub mod mixed;
 pub mod scratch;
 pub mod split;
