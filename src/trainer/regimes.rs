@@ -6,7 +6,7 @@
 use anyhow::{Context, Result};
 use mvsa_model::ModelConfig;
 use mvsa_model::config::{ImageBranchConfig, TextBranchConfig, TextEncoderConfig};
-use mvsa_model::model::ImageEncoder;
+use mvsa_model::model::{ImageEncoder, TextEncoder};
 use mvsa_model::preprocess::TextPreprocessor;
 
 use super::{Dataset, Trained, Trainer};
@@ -83,16 +83,7 @@ impl Trainer<'_> {
             .context("MiniLM is a pretrained caption encoder")?;
         let text = TextPreprocessor::new(self.encoders.minilm_tokenizer()?, branch.clone())?;
         let features = |samples: &[Sample], pictures: &[Vec<f32>]| -> Result<Vec<Features>> {
-            let (cache, device) = (&self.feature_cache, &self.device);
-            let captions = inputs::text_features(
-                &encoder,
-                &branch,
-                &text,
-                samples,
-                cache,
-                device,
-                self.progress,
-            )?;
+            let captions = self.caption_inputs(&encoder, &branch, &text, samples)?;
             Ok((pictures.iter().zip(captions.rows))
                 .map(|(image, text)| Features {
                     image: Some(image.clone()),
@@ -149,15 +140,7 @@ impl Trainer<'_> {
                 .for_each(|(f, row)| f.image = Some(row));
         }
         if let (Some(encoder), Some(branch), Some(text)) = (&text_encoder, &config.text, text) {
-            let computed = inputs::text_features(
-                encoder,
-                branch,
-                text,
-                &data.samples,
-                &self.feature_cache,
-                &self.device,
-                self.progress,
-            )?;
+            let computed = self.caption_inputs(encoder, branch, text, &data.samples)?;
             (timing.text_computed, timing.text_seconds) = (computed.computed, computed.seconds);
             features
                 .iter_mut()
@@ -267,5 +250,17 @@ impl Trainer<'_> {
             &self.device,
             self.progress,
         )
+    }
+
+    /// MiniLM's caption features (or the cache's) of `samples`.
+    fn caption_inputs(
+        &self,
+        encoder: &TextEncoder,
+        branch: &TextBranchConfig,
+        text: &TextPreprocessor,
+        samples: &[Sample],
+    ) -> Result<inputs::Computed> {
+        let (cache, device) = (&self.feature_cache, &self.device);
+        inputs::text_features(encoder, branch, text, samples, cache, device, self.progress)
     }
 }
