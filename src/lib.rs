@@ -12,6 +12,7 @@ pub mod cli;
 pub mod data;
 pub mod features;
 pub mod integrity;
+pub mod mpnet;
 pub mod plots;
 pub mod pretrained;
 pub mod progress;

@@ -9,14 +9,26 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use burn::prelude::Device;
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore};
-use mvsa_model::config::{ImageEncoderConfig, MiniLmConfig, ModelConfig, TextEncoderConfig};
+use mvsa_model::config::{
+    ImageEncoderConfig, MiniLmConfig, ModelConfig, TextBranchConfig, TextEncoderConfig,
+};
 use mvsa_model::model::{ImageEncoder, MiniLm, MobileCnn, TextEncoder};
+use mvsa_model::preprocess::TextPreprocessor;
+
+use crate::mpnet::{self, Mpnet, MpnetEncoder};
 
 const MOBILENET_V2: &str = "mobilenet_v2.pth";
 const EFFICIENTNET_LITE0: &str = "efficientnet_lite0.pth";
 const MINILM_WEIGHTS: &str = "minilm/model.safetensors";
 const MINILM_CONFIG: &str = "minilm/config.json";
 const MINILM_TOKENIZER: &str = "minilm/tokenizer.json";
+const MPNET_WEIGHTS: &str = "mpnet/model.safetensors";
+const MPNET_CONFIG: &str = "mpnet/config.json";
+const MPNET_TOKENIZER: &str = "mpnet/tokenizer.json";
+const TEACHER_FETCH: &str =
+    "the mpnet teacher is fetched apart: run `bash scripts/fetch-encoders.sh --teacher`";
+/// all-mpnet-base-v2's padding token (`<pad>`; `<s>` is 0).
+const MPNET_PAD: u32 = 1;
 
 /// The folder holding the fetched originals.
 #[derive(Clone, Debug)]
@@ -58,6 +70,15 @@ impl EncoderFiles {
         Ok(())
     }
 
+    /// all-mpnet-base-v2's files are there (`--teacher mpnet`): fetched apart, as they are
+    /// large and only a teacher reads them.
+    pub fn check_teacher(&self) -> Result<()> {
+        for name in [MPNET_WEIGHTS, MPNET_CONFIG, MPNET_TOKENIZER] {
+            self.file(name).context(TEACHER_FETCH)?;
+        }
+        Ok(())
+    }
+
     fn image_file(&self, encoder: &ImageEncoderConfig) -> Result<Option<PathBuf>> {
         match encoder {
             ImageEncoderConfig::MobilenetV2 => self.file(MOBILENET_V2).map(Some),
@@ -73,6 +94,26 @@ impl EncoderFiles {
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not a BERT config", path.display()))
+    }
+
+    /// all-mpnet-base-v2 with its original weights, and the preprocessing of its captions
+    /// (its own tokenizer; BERT's shape, so the heads it feeds are 768 wide). Only a
+    /// teacher reads it: `scripts/fetch-encoders.sh --teacher` fetches it.
+    pub fn mpnet(&self, device: &Device) -> Result<MpnetEncoder> {
+        let file = |name| self.file(name).context(TEACHER_FETCH);
+        let (config, tokenizer) = (file(MPNET_CONFIG)?, file(MPNET_TOKENIZER)?);
+        let shape = mpnet::read_config(&config)?;
+        let mut branch = TextBranchConfig::minilm(shape.clone());
+        branch.preprocess.pad_id = MPNET_PAD;
+        let tokenizer = tokenizers::Tokenizer::from_file(&tokenizer)
+            .map_err(|e| anyhow!("cannot read {}: {e}", tokenizer.display()))?;
+        let text = TextPreprocessor::new(tokenizer, branch.clone())?;
+        let model = Mpnet::new(&shape, MPNET_PAD as usize, device).load(&file(MPNET_WEIGHTS)?)?;
+        Ok(MpnetEncoder {
+            model,
+            branch,
+            text,
+        })
     }
 
     /// MiniLM's own `tokenizer.json`.

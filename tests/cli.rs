@@ -321,6 +321,30 @@ fn train_with_pretrained_encoders_caches_features_and_stores_int8() {
     assert!(teachers[0].contains("teacher on 6 pairs") && teachers[2].contains("on 12 pairs"));
     let metrics = read_json(&f.join("metrics.json"));
     assert_eq!(metrics["options"]["distil"], 0.5);
+    assert_eq!(metrics["options"]["teacher"], "minilm");
+    // The default model distilled the same way while MiniLM's top layers are fine-tuned: the
+    // test list's captions get MiniLM's lower states too, to be trained on.
+    let h = dir.path().join("h");
+    let default_distilled = train(&fixture(), &h, 1, 5)
+        .args([
+            "--feature-cache",
+            arg(&cache),
+            "--distil",
+            "0.5",
+            "--weights",
+            "f32",
+        ])
+        .assert()
+        .success();
+    let log = String::from_utf8_lossy(&default_distilled.get_output().stderr).into_owned();
+    let teachers: Vec<&str> = log.lines().filter(|l| l.contains("teacher on")).collect();
+    assert_eq!(teachers.len(), 1, "{log}");
+    assert!(log.contains("3 unlabelled pairs from"), "{log}");
+    let h_metrics = read_json(&h.join("metrics.json"));
+    assert_eq!(
+        h_metrics["saved_model"]["confusion"],
+        h_metrics["trained_model"]["confusion"]
+    );
     // A test-list pair that is labelled too is not used as unlabelled; `--limit` takes the
     // same share of the test list (8 of 12 labelled: 2 of its 3 others).
     let both = dir.path().join("both");
@@ -443,6 +467,21 @@ fn train_without_fetched_encoders_says_how_to_fetch_them() {
         .stderr(predicate::str::contains(
             "nothing-here/mobilenet_v2.pth is missing",
         ));
+    // all-mpnet-base-v2 is fetched apart: a teacher that needs it says so before any work.
+    let partial = dir.path().join("partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    let mobilenet = support::encoders().dir().join("mobilenet_v2.pth");
+    std::fs::copy(mobilenet, partial.join("mobilenet_v2.pth")).unwrap();
+    bin("train")
+        .args(["--encoders", arg(&partial), "--small", "--teacher", "mpnet"])
+        .args(["--data", arg(&fixture())])
+        .args(["--out", arg(&dir.path().join("m"))])
+        .assert()
+        .failure()
+        .stderr(
+            predicate::str::contains("partial/mpnet/model.safetensors is missing")
+                .and(predicate::str::contains("fetch-encoders.sh --teacher")),
+        );
 }
 
 #[test]

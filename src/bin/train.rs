@@ -13,7 +13,7 @@ use mvsa_sentiment::cli::{self, Bars};
 use mvsa_sentiment::pretrained::EncoderFiles;
 use mvsa_sentiment::progress::{Progress, Quiet};
 use mvsa_sentiment::report::{self, MetricsFile};
-use mvsa_sentiment::training::config::WeightFormat;
+use mvsa_sentiment::training::config::{TeacherText, WeightFormat};
 use mvsa_sentiment::training::{Selection, TrainingConfig, TrainingOptions, config as presets};
 
 /// Train the image + caption sentiment model on a folder in the MVSA course-lab layout
@@ -107,13 +107,19 @@ struct Args {
     /// Weight of each branch's own loss next to the fused loss (modality both).
     #[arg(long)]
     branch_loss_weight: Option<f64>,
-    /// Distil the small model from a teacher (heads on the default model's frozen encoders,
+    /// Distil the model from a teacher (heads on frozen MobileNetV2 and caption features,
     /// fitted on the same training pairs, each cross-validation fold its own): the share of
     /// each labelled pair's target that is the teacher's probabilities; the pairs of
     /// test_without_label.txt are trained on with the teacher's alone. 0 turns it off (as
-    /// it is for `--small --image-encoder scratch`)
+    /// it is for `--small --image-encoder scratch`); the small model and the fine-tuned
+    /// default model can be distilled
     #[arg(long)]
     distil: Option<f64>,
+    /// The caption encoder under the distillation teacher's heads: the default model's MiniLM,
+    /// or all-mpnet-base-v2 (stronger, native only; `bash scripts/fetch-encoders.sh --teacher`
+    /// fetches it)
+    #[arg(long, value_enum)]
+    teacher: Option<Teacher>,
     /// Fine-tune this many of MiniLM's top layers along with the heads; 0 keeps every encoder
     /// frozen, so retraining runs on cached features alone and takes seconds.
     #[arg(long)]
@@ -178,6 +184,12 @@ enum TextEncoder {
 enum FusionArg {
     Features,
     Scores,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Teacher {
+    Minilm,
+    Mpnet,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -311,6 +323,11 @@ fn options(args: &Args, model: &ModelConfig) -> TrainingOptions {
         branch_loss_weight: args.branch_loss_weight.unwrap_or(preset.branch_loss_weight),
         word_dropout: args.word_dropout.unwrap_or(preset.word_dropout),
         distil: args.distil.unwrap_or(preset.distil),
+        teacher: match args.teacher {
+            Some(Teacher::Minilm) => TeacherText::Minilm,
+            Some(Teacher::Mpnet) => TeacherText::Mpnet,
+            None => preset.teacher,
+        },
         weights: match args.weights {
             Some(Weights::F32) => WeightFormat::F32,
             Some(Weights::F16) => WeightFormat::F16,
@@ -395,6 +412,7 @@ fn presets_help() -> String {
     help += &row("--branch-loss-weight", |o| o.branch_loss_weight.to_string());
     help += &row("--word-dropout", |o| o.word_dropout.to_string());
     help += &row("--distil", |o| o.distil.to_string());
+    help += &row("--teacher", |o| format!("{:?}", o.teacher).to_lowercase());
     help += &row("--weights", |o| format!("{:?}", o.weights).to_lowercase());
     help
 }

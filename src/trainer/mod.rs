@@ -24,6 +24,7 @@ use crate::progress::Progress;
 use crate::report::{self, MetricsFile};
 use crate::staging::Staging;
 use crate::tokenizer;
+use crate::training::config::TeacherText;
 use crate::training::cv::{self, CrossValidation};
 use crate::training::evaluate::{self, Evaluation};
 use crate::training::fit::{self, Labelled, Stop};
@@ -77,6 +78,10 @@ impl Trainer<'_> {
         let regime = self.config.regime()?;
         // A missing fetch fails here, before anything slow.
         self.encoders.check(&self.config.model)?;
+        let o = &self.config.options;
+        if o.distil > 0.0 && o.teacher != TeacherText::Minilm {
+            self.encoders.check_teacher()?;
+        }
         let data = self.read(data_dir)?;
         let (config, text) = self.tokenizer(&data)?;
         let trained = match regime {

@@ -12,12 +12,21 @@ use mvsa_model::preprocess::TextPreprocessor;
 use super::{Dataset, Trained, Trainer};
 use crate::data::Sample;
 use crate::training::TrainingOptions;
+use crate::training::config::TeacherText;
 use crate::training::distil::Teacher;
 use crate::training::finetune::{Activations, FineTune, States};
 use crate::training::heads::{Features, Heads};
 use crate::training::mixed::Mixed;
 use crate::training::scratch::Scratch;
 use crate::training::{FeatureTiming, inputs};
+
+/// A teacher's caption branch and its caption features: the labelled pairs', then the
+/// unlabelled ones'.
+struct TeacherCaptions {
+    branch: TextBranchConfig,
+    labelled: Vec<Vec<f32>>,
+    unlabelled: Vec<Vec<f32>>,
+}
 
 impl Trainer<'_> {
     pub(super) fn scratch(
@@ -69,8 +78,9 @@ impl Trainer<'_> {
         self.fit(regime, inputs, data, Some(timing))
     }
 
-    /// The small model's teacher ([`Teacher`]): heads on the picture features beside
-    /// MiniLM's frozen caption features, for the labelled pairs and then the unlabelled ones.
+    /// A distilled model's teacher ([`Teacher`]): heads on the picture features beside a
+    /// frozen caption encoder's features (MiniLM's, or all-mpnet-base-v2's with `--teacher
+    /// mpnet`), for the labelled pairs and then the unlabelled ones.
     fn teacher(
         &self,
         config: &ModelConfig,
@@ -78,32 +88,61 @@ impl Trainer<'_> {
         labelled: &[Vec<f32>],
         unlabelled: &[Vec<f32>],
     ) -> Result<Teacher> {
-        let branch = TextBranchConfig::minilm(self.encoders.minilm_config()?);
-        let encoder = (self.encoders.text_encoder(&branch.encoder, &self.device)?)
-            .context("MiniLM is a pretrained caption encoder")?;
-        let text = TextPreprocessor::new(self.encoders.minilm_tokenizer()?, branch.clone())?;
-        let features = |samples: &[Sample], pictures: &[Vec<f32>]| -> Result<Vec<Features>> {
-            let captions = self.caption_inputs(&encoder, &branch, &text, samples)?;
-            Ok((pictures.iter().zip(captions.rows))
+        let captions = self.teacher_captions(data)?;
+        let features = |pictures: &[Vec<f32>], captions: Vec<Vec<f32>>| -> Vec<Features> {
+            (pictures.iter().zip(captions))
                 .map(|(image, text)| Features {
                     image: Some(image.clone()),
                     text: Some(text),
                 })
-                .collect())
+                .collect()
         };
         let mut teacher_config = config.clone();
-        teacher_config.text = Some(branch.clone());
+        teacher_config.text = Some(captions.branch);
         let options = TrainingOptions {
             seed: self.config.options.seed,
             ..TrainingOptions::heads_only()
         };
         Teacher::new(
             &teacher_config,
-            features(&data.samples, labelled)?,
-            features(&data.unlabelled, unlabelled)?,
+            features(labelled, captions.labelled),
+            features(unlabelled, captions.unlabelled),
             self.config.options.distil,
             options,
         )
+    }
+
+    /// The teacher's caption branch and its features of the labelled, then the unlabelled
+    /// pairs' captions.
+    fn teacher_captions(&self, data: &Dataset) -> Result<TeacherCaptions> {
+        let (cache, device, progress) = (&self.feature_cache, &self.device, self.progress);
+        let minilm = || -> Result<TeacherCaptions> {
+            let branch = TextBranchConfig::minilm(self.encoders.minilm_config()?);
+            let encoder = (self.encoders.text_encoder(&branch.encoder, device)?)
+                .context("MiniLM is a pretrained caption encoder")?;
+            let text = TextPreprocessor::new(self.encoders.minilm_tokenizer()?, branch.clone())?;
+            let run = |samples| self.caption_inputs(&encoder, &branch, &text, samples);
+            let (labelled, unlabelled) = (run(&data.samples)?, run(&data.unlabelled)?);
+            Ok(TeacherCaptions {
+                branch,
+                labelled: labelled.rows,
+                unlabelled: unlabelled.rows,
+            })
+        };
+        let mpnet = || -> Result<TeacherCaptions> {
+            let mpnet = self.encoders.mpnet(device)?;
+            let run = |samples| inputs::mpnet_features(&mpnet, samples, cache, device, progress);
+            let (labelled, unlabelled) = (run(&data.samples)?, run(&data.unlabelled)?);
+            Ok(TeacherCaptions {
+                branch: mpnet.branch,
+                labelled: labelled.rows,
+                unlabelled: unlabelled.rows,
+            })
+        };
+        match self.config.options.teacher {
+            TeacherText::Minilm => minilm(),
+            TeacherText::Mpnet => mpnet(),
+        }
     }
 
     pub(super) fn heads(
@@ -163,31 +202,14 @@ impl Trainer<'_> {
         else {
             anyhow::bail!("fine-tuning needs the MiniLM caption encoder");
         };
-        let mut timing = FeatureTiming {
-            pairs: data.samples.len(),
-            ..FeatureTiming::default()
-        };
         let image = match &config.image {
             Some(branch) => self.encoders.image_encoder(&branch.encoder, &self.device)?,
             None => None,
         };
-        // Frozen, the picture encoder's pooled features; fine-tuned, the regime's lower blocks'
-        // activations (below).
-        let mut pictures = match (&image, &config.image, image_layers) {
-            (Some(encoder), Some(branch), 0) => {
-                let c = self.image_inputs(encoder, branch, &data.samples)?;
-                (timing.image_computed, timing.image_seconds) = (c.computed, c.seconds);
-                let pooled = |row: Vec<f32>| Activations {
-                    shape: [row.len(), 1, 1],
-                    centre: row,
-                    mirrored: None,
-                };
-                Some(c.rows.into_iter().map(pooled).collect::<Vec<_>>())
-            }
-            _ => None,
-        };
-        let minilm = self.encoders.minilm(shape, &self.device)?;
         let o = &self.config.options;
+        // The teacher reads the whole picture encoder's features, whatever the student tunes.
+        let teacher_image = (o.distil > 0.0).then(|| image.clone());
+        let minilm = self.encoders.minilm(shape, &self.device)?;
         let regime = FineTune::new(
             config,
             image,
@@ -197,43 +219,80 @@ impl Trainer<'_> {
             &self.device,
         )?
         .with_mirror_tta(o.mirror_tta);
-        if let (Some(lower), Some(branch)) = (regime.image_lower(), &config.image) {
-            let (cache, device) = (&self.feature_cache, &self.device);
-            let both = inputs::picture_activations(
-                lower,
-                branch,
-                &data.samples,
-                cache,
-                device,
-                self.progress,
-            )?;
-            (timing.image_computed, timing.image_seconds) = (both.computed, both.seconds);
-            pictures = Some(both.rows);
-        }
-        let branch = config
-            .text
-            .as_ref()
-            .context("fine-tuning needs a caption branch")?;
+        let mut timing = FeatureTiming {
+            pairs: data.samples.len(),
+            ..FeatureTiming::default()
+        };
+        let inputs = |samples: &[Sample], first: usize, timing: &mut FeatureTiming| {
+            self.finetune_inputs(&regime, config, text, samples, first, timing)
+        };
+        let examples = inputs(&data.samples, 0, &mut timing)?;
+        let regime = match teacher_image {
+            Some(Some(encoder)) => {
+                let branch = (config.image.as_ref()).context("no picture branch")?;
+                let labelled = self.image_inputs(&encoder, branch, &data.samples)?;
+                let pictures = self.image_inputs(&encoder, branch, &data.unlabelled)?;
+                let teacher = self.teacher(config, data, &labelled.rows, &pictures.rows)?;
+                let n = data.samples.len();
+                let unlabelled = inputs(&data.unlabelled, n, &mut FeatureTiming::default())?;
+                regime.with_teacher(teacher, n, unlabelled)?
+            }
+            Some(None) => anyhow::bail!("distillation needs the picture branch"),
+            None => regime,
+        };
+        self.fit(regime, examples, data, Some(timing))
+    }
+
+    /// What fine-tuning reads of `samples` (ids from `first`): the picture's pooled features
+    /// (frozen) or its lower blocks' activations (fine-tuned), and MiniLM's lower states.
+    fn finetune_inputs(
+        &self,
+        regime: &FineTune,
+        config: &ModelConfig,
+        text: &TextPreprocessor,
+        samples: &[Sample],
+        first: usize,
+        timing: &mut FeatureTiming,
+    ) -> Result<Vec<States>> {
+        let (cache, device, progress) = (&self.feature_cache, &self.device, self.progress);
+        let pictures = match (regime.image_frozen(), regime.image_lower(), &config.image) {
+            (Some(encoder), _, Some(branch)) => {
+                let c = self.image_inputs(encoder, branch, samples)?;
+                (timing.image_computed, timing.image_seconds) = (c.computed, c.seconds);
+                let pooled = |row: Vec<f32>| Activations {
+                    shape: [row.len(), 1, 1],
+                    centre: row,
+                    mirrored: None,
+                };
+                Some(c.rows.into_iter().map(pooled).collect::<Vec<_>>())
+            }
+            (None, Some(lower), Some(branch)) => {
+                let both =
+                    inputs::picture_activations(lower, branch, samples, cache, device, progress)?;
+                (timing.image_computed, timing.image_seconds) = (both.computed, both.seconds);
+                Some(both.rows)
+            }
+            _ => None,
+        };
+        let branch = (config.text.as_ref()).context("fine-tuning needs a caption branch")?;
         let states = inputs::lower_states(
             regime.lower(),
             branch,
             text,
-            &data.samples,
-            &self.feature_cache,
-            &self.device,
-            self.progress,
+            samples,
+            cache,
+            device,
+            progress,
         )?;
         (timing.text_computed, timing.text_seconds) = (states.computed, states.seconds);
         let mut pictures = pictures.map(Vec::into_iter);
-        let examples = states
-            .rows
-            .into_iter()
-            .map(|states| States {
+        Ok((states.rows.into_iter().enumerate())
+            .map(|(i, states)| States {
                 image: pictures.as_mut().and_then(Iterator::next),
                 states,
+                id: first + i,
             })
-            .collect();
-        self.fit(regime, examples, data, Some(timing))
+            .collect())
     }
 
     pub(super) fn image_inputs(

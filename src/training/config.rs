@@ -91,15 +91,30 @@ pub struct TrainingOptions {
     pub branch_loss_weight: f64,
     /// Share of caption tokens replaced by `[UNK]` in each training batch (scratch encoders).
     pub word_dropout: f64,
-    /// Distil the small model: the share of each labelled pair's target that is a teacher's
-    /// probabilities (heads on the default model's frozen encoders, fitted on the same
-    /// training pairs), the unlabelled pairs trained on with the teacher's alone; 0 = off.
+    /// Distil the model from a teacher: the share of each labelled pair's target that is the
+    /// teacher's probabilities (heads on frozen MobileNetV2 features beside a frozen caption
+    /// encoder's, fitted on the same training pairs), the unlabelled pairs trained on with the
+    /// teacher's alone; 0 = off. The small model and the fine-tuned default can learn so.
     #[serde(default)]
     pub distil: f64,
+    /// The caption encoder under the teacher's heads.
+    #[serde(default)]
+    pub teacher: TeacherText,
     /// How the model folder stores the weights (the model computes in f32 either way).
     /// Metrics files of the first versions said `half_precision` instead; it reads as f32.
     #[serde(default)]
     pub weights: WeightFormat,
+}
+
+/// The frozen caption encoder a distillation teacher's heads read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TeacherText {
+    /// The default model's all-MiniLM-L6-v2.
+    #[default]
+    Minilm,
+    /// all-mpnet-base-v2 (fetched apart: too big for the page, so it only ever teaches).
+    Mpnet,
 }
 
 fn default_finetune_lr() -> f64 {
@@ -153,6 +168,7 @@ impl TrainingOptions {
             branch_loss_weight: 0.5,
             word_dropout: 0.1,
             distil: 0.0,
+            teacher: TeacherText::Minilm,
             weights: WeightFormat::F16,
         }
     }
@@ -228,10 +244,15 @@ impl TrainingConfig {
             "--distil must be between 0 and 1, got {}",
             o.distil
         );
+        let taught = match regime {
+            Regime::Mixed => true,
+            Regime::FineTune { .. } => self.model.image.is_some() && self.model.text.is_some(),
+            _ => false,
+        };
         ensure!(
-            o.distil == 0.0 || regime == Regime::Mixed,
-            "--distil teaches the small model only (`--small`, with its pretrained picture \
-             encoder beside the caption encoder trained from scratch)"
+            o.distil == 0.0 || taught,
+            "--distil teaches the small model (`--small`) and the default model with both \
+             branches and MiniLM fine-tuned, not heads alone or a model trained from scratch"
         );
         Ok(regime)
     }
@@ -383,8 +404,16 @@ mod tests {
         assert_eq!(distilled(&small, 0.5).unwrap(), Regime::Mixed);
         assert!(distilled(&small, 1.5).is_err());
         let default = ModelConfig::new(mobilenet(), Some(minilm()));
-        assert!(distilled(&default, 0.5).is_err());
+        let fine_tuned = Regime::FineTune {
+            layers: 2,
+            image_layers: 0,
+        };
+        assert_eq!(distilled(&default, 0.5).unwrap(), fine_tuned);
         assert!(distilled(&default, 0.0).is_ok());
+        let caption_alone = ModelConfig::new(None, Some(minilm()));
+        assert!(distilled(&caption_alone, 0.5).is_err());
+        let from_scratch_distilled = distilled(&from_scratch, 0.5);
+        assert!(from_scratch_distilled.is_err());
         assert!(regime(scratch_image(), Some(minilm()), None).is_err());
         let model = ModelConfig::new(mobilenet(), None);
         assert_eq!(TrainingOptions::preset(&model, None, 0).epochs, 60);

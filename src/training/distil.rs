@@ -1,10 +1,11 @@
-//! Distillation (`train --small --distil W`): the small model learns from a teacher's
-//! probabilities beside the labels. The teacher is heads on the default model's frozen encoders
-//! (MobileNetV2's and MiniLM's cached features), fitted on the pairs the student trains on and
-//! on those alone: each cross-validation fold gets its own teacher, so no fold's held-out pairs
-//! reach its student through the teacher. The teacher also scores the unlabelled pairs
+//! Distillation (`train --distil W`): a student (the small model, or the default model while
+//! MiniLM's top layers are fine-tuned) learns from a teacher's probabilities beside the labels.
+//! The teacher is heads on frozen encoders' cached features (MobileNetV2's, beside MiniLM's or
+//! all-mpnet-base-v2's: `--teacher`), fitted on the pairs the student trains on and on those
+//! alone: each cross-validation fold gets its own teacher, so no fold's held-out pairs reach
+//! its student through the teacher. The teacher also scores the unlabelled pairs
 //! (`test_without_label.txt`), which the student then trains on with the teacher's
-//! probabilities as their whole target.
+//! probabilities as their whole target ([`Taught`] keeps both for a regime).
 
 use std::sync::{Mutex, PoisonError};
 
@@ -192,6 +193,66 @@ impl Teacher {
     /// Whether pair `id` is a labelled one.
     pub fn is_labelled(&self, id: usize) -> bool {
         id < self.labelled
+    }
+}
+
+/// A pair as a taught regime keeps it: it knows its id among the teacher's pairs.
+pub trait Identified {
+    fn id(&self) -> usize;
+}
+
+/// What a regime that learns from a teacher keeps: the teacher and the unlabelled pairs (in
+/// the regime's own form) that it scores. Shared by the small model's regime and the default
+/// model's fine-tuning.
+pub struct Taught<X> {
+    teacher: Teacher,
+    unlabelled: Vec<Labelled<X>>,
+}
+
+impl<X: Identified> Taught<X> {
+    /// `teacher` over `labelled` pairs then `unlabelled` ones (ids in that order).
+    pub fn new(teacher: Teacher, labelled: usize, unlabelled: Vec<X>) -> Result<Self> {
+        ensure!(
+            teacher.len() == labelled + unlabelled.len(),
+            "the teacher has {} pairs, the student {labelled} and {} unlabelled",
+            teacher.len(),
+            unlabelled.len()
+        );
+        let unlabelled = (unlabelled.into_iter())
+            .map(|input| Labelled { input, label: 0 })
+            .collect();
+        Ok(Self {
+            teacher,
+            unlabelled,
+        })
+    }
+
+    /// A new teacher for these pairs (each cross-validation fold, then the final fit).
+    pub fn prepare(
+        &self,
+        train: &[&Labelled<X>],
+        device: &Device,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let pairs: Vec<(usize, usize)> = train.iter().map(|e| (e.input.id(), e.label)).collect();
+        self.teacher.fit_on(&pairs, device, progress)
+    }
+
+    /// A training batch's targets.
+    pub fn targets(&self, examples: &[&Labelled<X>], device: &Device) -> Option<Tensor<2>> {
+        let pairs = examples.iter().map(|e| {
+            let id = e.input.id();
+            (id, self.teacher.is_labelled(id).then_some(e.label))
+        });
+        self.teacher.targets(pairs, device)
+    }
+
+    /// The unlabelled pairs, once a teacher has scored them (never with labels to stand in).
+    pub fn unlabelled(&self) -> &[Labelled<X>] {
+        match self.teacher.is_fitted() {
+            true => &self.unlabelled,
+            false => &[],
+        }
     }
 }
 

@@ -15,7 +15,9 @@ use mvsa_model::model::{
 use rand::Rng;
 use rand::rngs::StdRng;
 
+use super::distil::{Identified, Taught, Teacher};
 use super::fit::{Batch, Labelled, Regime, labels};
+use crate::progress::Progress;
 
 pub struct FineTune {
     config: ModelConfig,
@@ -27,6 +29,7 @@ pub struct FineTune {
     lr: f64,
     mirror_tta: bool,
     device: Device,
+    taught: Option<Taught<States>>,
 }
 
 /// The picture encoder as this regime trains it.
@@ -50,10 +53,18 @@ fn augment_mirror(augment: &mut Option<&mut StdRng>) -> bool {
 
 /// A pair as this regime keeps it: the picture's activations below the fine-tuned layers
 /// (`[c, h, w]`; pooled features as `[1280, 1, 1]` when none are) and the caption's hidden
-/// states below the fine-tuned layers (`[tokens, hidden]`), row-major.
+/// states below the fine-tuned layers (`[tokens, hidden]`), row-major; and its id among a
+/// teacher's pairs (labelled ones first, in order, then the unlabelled ones).
 pub struct States {
     pub image: Option<Activations>,
     pub states: Vec<f32>,
+    pub id: usize,
+}
+
+impl Identified for States {
+    fn id(&self) -> usize {
+        self.id
+    }
 }
 
 /// A picture's activations as the centre crop gives them and, for augmentation, as its mirror
@@ -105,12 +116,34 @@ impl FineTune {
             lr,
             mirror_tta: false,
             device: device.clone(),
+            taught: None,
         })
+    }
+
+    /// Learn from `teacher` too (its ids: the `labelled` pairs, then `unlabelled`), and train
+    /// on the `unlabelled` pairs with its targets alone.
+    pub fn with_teacher(
+        mut self,
+        teacher: Teacher,
+        labelled: usize,
+        unlabelled: Vec<States>,
+    ) -> Result<Self> {
+        self.taught = Some(Taught::new(teacher, labelled, unlabelled)?);
+        Ok(self)
     }
 
     /// The frozen layers, whose states the examples hold.
     pub fn lower(&self) -> &MiniLm {
         &self.lower
+    }
+
+    /// The picture encoder when none of it is fine-tuned: the examples hold its pooled
+    /// features.
+    pub fn image_frozen(&self) -> Option<&ImageEncoder> {
+        match &self.image {
+            Some(Picture::Frozen(encoder)) => Some(encoder),
+            _ => None,
+        }
     }
 
     /// The picture encoder's blocks below the fine-tuned layers, whose activations the
@@ -192,6 +225,11 @@ impl Regime for FineTune {
             mask[i * width..][..lens[i]].fill(1.0);
         }
         let batch = examples.len();
+        // Training batches learn from the teacher; evaluation scores against the labels.
+        let targets = match (augment.is_some(), &self.taught) {
+            (true, Some(taught)) => taught.targets(examples, device),
+            _ => None,
+        };
         let text = HiddenStates {
             states: Tensor::from_data(TensorData::new(states, [batch, width, hidden]), device),
             mask: Tensor::from_data(TensorData::new(mask, [batch, width]), device),
@@ -200,8 +238,25 @@ impl Regime for FineTune {
             image: Self::pictures(examples, || augment_mirror(&mut augment), device),
             text: Some(text),
             labels: labels(examples, device),
-            targets: None,
+            targets,
         }
+    }
+
+    /// A new teacher for these pairs (each cross-validation fold, then the final fit).
+    fn prepare(
+        &self,
+        train: &[&Labelled<States>],
+        device: &Device,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        match &self.taught {
+            Some(taught) => taught.prepare(train, device, progress),
+            None => Ok(()),
+        }
+    }
+
+    fn unlabelled(&self) -> &[Labelled<States>] {
+        self.taught.as_ref().map_or(&[], Taught::unlabelled)
     }
 
     fn views(&self) -> usize {
@@ -271,6 +326,10 @@ mod tests {
     use mvsa_model::model::Encoder;
     use rand::SeedableRng;
 
+    use crate::progress::Quiet;
+    use crate::training::TrainingOptions;
+    use crate::training::heads::Features;
+
     #[test]
     fn gradients_reach_the_picture_encoders_top_and_mirrors_are_drawn() {
         let config = ModelConfig::new(Some(ImageBranchConfig::mobilenet_v2()), Some(minilm()));
@@ -299,6 +358,7 @@ mod tests {
                         mirrored: Some(vec![1.0; 160 * 4]),
                     }),
                     states: vec![0.1 * i as f32; 3 * 8],
+                    id: i,
                 },
                 label: i % 3,
             })
@@ -340,34 +400,86 @@ mod tests {
         assert_eq!(view(1).into_scalar::<f32>(), 8.0 * 160.0 * 4.0);
     }
 
-    #[test]
-    fn frozen_pictures_draw_no_random_numbers() {
+    /// A regime with a frozen picture encoder and one of three tiny MiniLM layers tuned, and
+    /// `n` pairs for it (pooled picture features; two tokens' states; ids `0..n`).
+    fn frozen_picture(n: usize) -> (ModelConfig, FineTune, Vec<Labelled<States>>) {
         let config = ModelConfig::new(Some(ImageBranchConfig::mobilenet_v2()), Some(minilm()));
         let device = Device::flex();
         let image = ImageEncoder::Pretrained(MobileCnn::mobilenet_v2(false, &device));
         let minilm = MiniLm::new(&shape(), &device);
         let regime = FineTune::new(&config, Some(image), (0, 0.0), minilm, (1, 1e-4), &device);
-        let regime = regime.unwrap();
-        assert!(regime.image_lower().is_none());
-        let examples: Vec<Labelled<States>> = (0..4)
+        let examples = (0..n)
             .map(|i| Labelled {
                 input: States {
                     image: Some(Activations {
                         shape: [1280, 1, 1],
-                        centre: vec![0.5; 1280],
+                        centre: vec![i as f32 / 4.0; 1280],
                         mirrored: None,
                     }),
                     states: vec![0.1 * i as f32; 2 * 8],
+                    id: i,
                 },
                 label: i % 3,
             })
             .collect();
+        (config, regime.unwrap(), examples)
+    }
+
+    #[test]
+    fn frozen_pictures_draw_no_random_numbers() {
+        let (_, regime, examples) = frozen_picture(4);
+        let device = Device::flex();
+        assert!(regime.image_lower().is_none() && regime.image_frozen().is_some());
         let refs: Vec<&Labelled<States>> = examples.iter().collect();
         let mut rng = StdRng::seed_from_u64(7);
         let batch = regime.batch(&refs, Some(&mut rng), &device);
         assert_eq!(batch.image.unwrap().dims(), [4, 1280, 1, 1]);
         let untouched: u64 = StdRng::seed_from_u64(7).random();
         assert_eq!(rng.random::<u64>(), untouched);
+    }
+
+    #[test]
+    fn a_teacher_sets_the_training_targets_and_brings_its_unlabelled_pairs() {
+        let device = Device::flex();
+        // Three labelled pairs and one unlabelled; the teacher reads its own features of them.
+        let (config, regime, mut examples) = frozen_picture(4);
+        let unlabelled = examples.pop().unwrap().input;
+        let features = |i: usize| Features {
+            image: Some(vec![i as f32 / 4.0; 1280]),
+            text: Some(vec![i as f32; 8]),
+        };
+        let labelled = (0..3).map(features).collect();
+        let teacher = Teacher::new(
+            &config,
+            labelled,
+            vec![features(3)],
+            0.5,
+            TrainingOptions::heads_only(),
+        );
+        let regime = regime.with_teacher(teacher.unwrap(), 3, vec![unlabelled]);
+        let regime = regime.unwrap();
+        let train: Vec<&Labelled<States>> = examples.iter().collect();
+        let mut rng = StdRng::seed_from_u64(1);
+        // No teacher fitted yet: no unlabelled pairs, no targets but the labels.
+        assert!(regime.unlabelled().is_empty());
+        let targets = |batch: &[&Labelled<States>], rng: Option<&mut StdRng>| {
+            regime.batch(batch, rng, &device).targets
+        };
+        assert!(targets(&train, Some(&mut rng)).is_none());
+        regime.prepare(&train, &device, &Quiet).unwrap();
+        let unlabelled = regime.unlabelled();
+        assert_eq!(unlabelled.len(), 1);
+        // Training: a labelled pair's target is half its class; the unlabelled pair's is the
+        // teacher's alone. Evaluation scores against the labels.
+        let batch = [train[1], &unlabelled[0]];
+        let rows = targets(&batch, Some(&mut rng)).unwrap().into_data();
+        let rows: Vec<f32> = rows.try_to_vec::<f32>().unwrap();
+        assert!(
+            rows[1] >= 0.5 && rows[0] <= 0.5 && rows[2] <= 0.5,
+            "{rows:?}"
+        );
+        assert!((rows[3..].iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        assert!(targets(&batch, None).is_none());
     }
 
     fn minilm() -> TextBranchConfig {
@@ -399,6 +511,7 @@ mod tests {
                 input: States {
                     image: None,
                     states: vec![0.1 * i as f32 + 0.3; 3 * 8],
+                    id: i,
                 },
                 label: i,
             })

@@ -16,6 +16,7 @@ use mvsa_model::preprocess::{ImagePreprocessor, TextPreprocessor, Tokens};
 
 use crate::data::Sample;
 use crate::features::FeatureCache;
+use crate::mpnet::MpnetEncoder;
 use crate::progress::Progress;
 use crate::training::finetune::Activations;
 
@@ -150,6 +151,46 @@ pub fn text_features(
     })
 }
 
+/// all-mpnet-base-v2's sentence embeddings of every sample's caption (a teacher's).
+pub fn mpnet_features(
+    encoder: &MpnetEncoder,
+    samples: &[Sample],
+    cache_dir: &Path,
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<Computed> {
+    const NAME: &str = "all-mpnet-base-v2";
+    let MpnetEncoder {
+        model,
+        branch,
+        text,
+    } = encoder;
+    let setting = format!("{NAME} {}", serde_json::to_string(branch)?);
+    // 110 M parameters: captions of similar length go together, so little of the compute is
+    // padding (rows come back in the samples' order below).
+    let mut order: Vec<usize> = (0..samples.len()).collect();
+    order.sort_by_key(|&i| samples[i].caption.len());
+    let keys: Vec<u64> = (order.iter())
+        .map(|&i| mvsa_model::fnv1a([setting.as_bytes(), samples[i].caption.as_bytes()]))
+        .collect();
+    let width = TextEncoder::features(&branch.encoder);
+    let cache = FeatureCache::open(cache_dir, NAME, width);
+    let what = "teacher's caption features";
+    let computed = cached(cache, what, &keys, progress, |chunk| {
+        let captions: Vec<&str> = (chunk.iter())
+            .map(|&j| samples[order[j]].caption.as_str())
+            .collect();
+        let tokens = tokens_of(text, &captions)?;
+        let rows = text.rows(&tokens.iter().collect::<Vec<_>>());
+        host_rows(model.encode(&rows, device))
+    })?;
+    let mut rows = vec![Vec::new(); samples.len()];
+    for (&i, row) in order.iter().zip(computed.rows) {
+        rows[i] = row;
+    }
+    Ok(Computed { rows, ..computed })
+}
+
 /// MiniLM's hidden states after `lower`'s layers for every caption, each `[tokens, hidden]`
 /// row-major (padding dropped); from the feature cache where it has them.
 pub fn lower_states(
@@ -270,4 +311,78 @@ fn cached(
         computed: todo.len(),
         seconds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpnet::{self, Mpnet};
+    use crate::progress::Quiet;
+    use mvsa_model::config::TextBranchConfig;
+    use mvsa_model::preprocess::TextPreprocessor;
+
+    /// `tests/fixtures/tiny-mpnet` behind a tokenizer of its 40 ids: `w0` … `w39`.
+    fn tiny_mpnet(device: &Device) -> MpnetEncoder {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-mpnet");
+        let shape = mpnet::read_config(&dir.join("config.json")).unwrap();
+        let vocab: serde_json::Map<String, serde_json::Value> =
+            (0..40).map(|i| (format!("w{i}"), i.into())).collect();
+        let json = serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
+            "post_processor": null, "decoder": null,
+            "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "w3"}
+        });
+        let tokenizer = tokenizers::Tokenizer::from_bytes(json.to_string()).unwrap();
+        let mut branch = TextBranchConfig::minilm(shape.clone());
+        branch.preprocess.pad_id = 1;
+        let text = TextPreprocessor::new(tokenizer, branch.clone()).unwrap();
+        let model = Mpnet::new(&shape, 1, device).load(&dir.join("model.safetensors"));
+        let model = model.unwrap();
+        MpnetEncoder {
+            model,
+            branch,
+            text,
+        }
+    }
+
+    #[test]
+    fn teacher_caption_features_come_back_in_the_samples_order_and_are_cached() {
+        let device = Device::flex();
+        let mpnet = tiny_mpnet(&device);
+        // Batched by length (1, 3, 6 and 9 words: not the samples' order), padded.
+        let captions = [
+            "w5 w9 w13 w22 w31 w7",
+            "w17",
+            "w30 w21 w12",
+            "w8 w9 w8 w9 w8 w9 w8 w9 w8",
+        ];
+        let samples: Vec<Sample> = (captions.iter().enumerate())
+            .map(|(i, c)| Sample {
+                guid: i.to_string(),
+                image: None,
+                caption: c.to_string(),
+                label: 0,
+            })
+            .collect();
+        let cache = tempfile::tempdir().unwrap();
+        let run = || mpnet_features(&mpnet, &samples, cache.path(), &device, &Quiet).unwrap();
+        let all = run();
+        assert_eq!(all.computed, 4);
+        for (caption, row) in captions.iter().zip(&all.rows) {
+            let tokens = tokens_of(&mpnet.text, &[caption]).unwrap();
+            let alone = mpnet.text.rows(&tokens.iter().collect::<Vec<_>>());
+            let alone = host_rows(mpnet.model.encode(&alone, &device)).unwrap();
+            for (a, b) in alone[0].iter().zip(row) {
+                assert!(
+                    (a - b).abs() < 1e-5,
+                    "{caption}: {:?} against {row:?}",
+                    alone[0]
+                );
+            }
+        }
+        // A second run reads every row from the cache.
+        let again = run();
+        assert_eq!((again.computed, again.rows), (0, all.rows));
+    }
 }

@@ -11,7 +11,7 @@ use mvsa_model::model::{ImageEncoder, Precomputed, SentimentModel, TextEncoder};
 use mvsa_model::preprocess::{TextPreprocessor, Tokens};
 use rand::rngs::StdRng;
 
-use super::distil::Teacher;
+use super::distil::{Identified, Taught, Teacher};
 use super::fit::{Batch, Labelled, Regime, labels};
 use super::heads::stack;
 use super::scratch::Captions;
@@ -24,9 +24,7 @@ pub struct Mixed {
     image: ImageEncoder,
     captions: Captions,
     device: Device,
-    teacher: Option<Teacher>,
-    /// The pairs without a label that the teacher scores.
-    unlabelled: Vec<Labelled<Pair>>,
+    taught: Option<Taught<Pair>>,
 }
 
 /// A pair as this regime keeps it: the picture's cached features and the caption's tokens,
@@ -54,8 +52,7 @@ impl Mixed {
             image,
             captions: Captions::new(text, word_dropout)?,
             device: device.clone(),
-            teacher: None,
-            unlabelled: Vec::new(),
+            taught: None,
         })
     }
 
@@ -68,17 +65,8 @@ impl Mixed {
         unlabelled: &[Sample],
         features: Vec<Vec<f32>>,
     ) -> Result<Self> {
-        ensure!(
-            teacher.len() == labelled + unlabelled.len(),
-            "the teacher has {} pairs, the student {labelled} and {} unlabelled",
-            teacher.len(),
-            unlabelled.len()
-        );
         let pairs = self.inputs_from(labelled, unlabelled, features)?;
-        self.unlabelled = (pairs.into_iter())
-            .map(|input| Labelled { input, label: 0 })
-            .collect();
-        self.teacher = Some(teacher);
+        self.taught = Some(Taught::new(teacher, labelled, pairs)?);
         Ok(self)
     }
 
@@ -108,15 +96,11 @@ impl Mixed {
             })
             .collect()
     }
+}
 
-    /// Training targets from the teacher, where there is one.
-    fn targets(&self, examples: &[&Labelled<Pair>], device: &Device) -> Option<Tensor<2>> {
-        let teacher = self.teacher.as_ref()?;
-        let pairs = examples.iter().map(|e| {
-            let id = e.input.id;
-            (id, teacher.is_labelled(id).then_some(e.label))
-        });
-        teacher.targets(pairs, device)
+impl Identified for Pair {
+    fn id(&self) -> usize {
+        self.id
     }
 }
 
@@ -141,9 +125,9 @@ impl Regime for Mixed {
     ) -> Batch<Precomputed, TextEncoder> {
         let tokens = examples.iter().map(|e| &e.input.tokens);
         // Training batches learn from the teacher; evaluation scores against the labels.
-        let targets = match augment {
-            Some(_) => self.targets(examples, device),
-            None => None,
+        let targets = match (augment.is_some(), &self.taught) {
+            (true, Some(taught)) => taught.targets(examples, device),
+            _ => None,
         };
         Batch {
             image: stack(examples, |p| Some(&p.image), device),
@@ -160,19 +144,14 @@ impl Regime for Mixed {
         device: &Device,
         progress: &dyn Progress,
     ) -> Result<()> {
-        let Some(teacher) = &self.teacher else {
-            return Ok(());
-        };
-        let pairs: Vec<(usize, usize)> = train.iter().map(|e| (e.input.id, e.label)).collect();
-        teacher.fit_on(&pairs, device, progress)
+        match &self.taught {
+            Some(taught) => taught.prepare(train, device, progress),
+            None => Ok(()),
+        }
     }
 
-    /// The unlabelled pairs, once a teacher has scored them (never with labels to stand in).
     fn unlabelled(&self) -> &[Labelled<Pair>] {
-        match &self.teacher {
-            Some(teacher) if teacher.is_fitted() => &self.unlabelled,
-            _ => &[],
-        }
+        self.taught.as_ref().map_or(&[], Taught::unlabelled)
     }
 
     /// The frozen picture encoder back under the heads, beside the trained caption encoder.
