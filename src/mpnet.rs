@@ -29,7 +29,9 @@ pub fn read_config(path: &Path) -> Result<MpnetConfig> {
     let mut shape: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("{} is not JSON", path.display()))?;
     // MPNet has no token types: one, never looked up.
-    shape["type_vocab_size"] = 1.into();
+    let fields = (shape.as_object_mut())
+        .with_context(|| format!("{} is not an MPNet config", path.display()))?;
+    fields.insert("type_vocab_size".into(), 1.into());
     serde_json::from_value(shape)
         .with_context(|| format!("{} is not an MPNet config", path.display()))
 }

@@ -25,8 +25,6 @@ const MINILM_TOKENIZER: &str = "minilm/tokenizer.json";
 const MPNET_WEIGHTS: &str = "mpnet/model.safetensors";
 const MPNET_CONFIG: &str = "mpnet/config.json";
 const MPNET_TOKENIZER: &str = "mpnet/tokenizer.json";
-const TEACHER_FETCH: &str =
-    "the mpnet teacher is fetched apart: run `bash scripts/fetch-encoders.sh --teacher`";
 /// all-mpnet-base-v2's padding token (`<pad>`; `<s>` is 0).
 const MPNET_PAD: u32 = 1;
 
@@ -63,20 +61,38 @@ impl EncoderFiles {
             self.image_file(&branch.encoder)?;
         }
         if let Some(TextEncoderConfig::MinilmL6(_)) = config.text.as_ref().map(|b| &b.encoder) {
-            for name in [MINILM_WEIGHTS, MINILM_CONFIG, MINILM_TOKENIZER] {
-                self.file(name)?;
-            }
+            self.check_minilm()?;
+        }
+        Ok(())
+    }
+
+    /// MiniLM's files are there (a teacher over MiniLM needs them beside any model).
+    pub fn check_minilm(&self) -> Result<()> {
+        for name in [MINILM_WEIGHTS, MINILM_CONFIG, MINILM_TOKENIZER] {
+            self.file(name)?;
         }
         Ok(())
     }
 
     /// all-mpnet-base-v2's files are there (`--teacher mpnet`): fetched apart, as they are
     /// large and only a teacher reads them.
-    pub fn check_teacher(&self) -> Result<()> {
+    pub fn check_mpnet(&self) -> Result<()> {
         for name in [MPNET_WEIGHTS, MPNET_CONFIG, MPNET_TOKENIZER] {
-            self.file(name).context(TEACHER_FETCH)?;
+            self.teacher_file(name)?;
         }
         Ok(())
+    }
+
+    /// One of all-mpnet-base-v2's files, which the default fetch leaves out.
+    fn teacher_file(&self, name: &str) -> Result<PathBuf> {
+        let path = self.dir.join(name);
+        anyhow::ensure!(
+            path.is_file(),
+            "{} is missing: the mpnet teacher is fetched apart, by `bash \
+             scripts/fetch-encoders.sh --teacher` (470 MB, once)",
+            path.display()
+        );
+        Ok(path)
     }
 
     fn image_file(&self, encoder: &ImageEncoderConfig) -> Result<Option<PathBuf>> {
@@ -100,7 +116,7 @@ impl EncoderFiles {
     /// (its own tokenizer; BERT's shape, so the heads it feeds are 768 wide). Only a
     /// teacher reads it: `scripts/fetch-encoders.sh --teacher` fetches it.
     pub fn mpnet(&self, device: &Device) -> Result<MpnetEncoder> {
-        let file = |name| self.file(name).context(TEACHER_FETCH);
+        let file = |name| self.teacher_file(name);
         let (config, tokenizer) = (file(MPNET_CONFIG)?, file(MPNET_TOKENIZER)?);
         let shape = mpnet::read_config(&config)?;
         let mut branch = TextBranchConfig::minilm(shape.clone());

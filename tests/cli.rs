@@ -340,6 +340,11 @@ fn train_with_pretrained_encoders_caches_features_and_stores_int8() {
     let teachers: Vec<&str> = log.lines().filter(|l| l.contains("teacher on")).collect();
     assert_eq!(teachers.len(), 1, "{log}");
     assert!(log.contains("3 unlabelled pairs from"), "{log}");
+    let states: Vec<&str> = (log.lines())
+        .filter(|l| l.starts_with("caption states"))
+        .collect();
+    assert_eq!(states.len(), 2, "{log}");
+    assert!(states[1].ends_with("0 cached, 3 to compute"), "{log}");
     let h_metrics = read_json(&h.join("metrics.json"));
     assert_eq!(
         h_metrics["saved_model"]["confusion"],

@@ -79,8 +79,10 @@ impl Trainer<'_> {
         // A missing fetch fails here, before anything slow.
         self.encoders.check(&self.config.model)?;
         let o = &self.config.options;
-        if o.distil > 0.0 && o.teacher != TeacherText::Minilm {
-            self.encoders.check_teacher()?;
+        match (o.distil > 0.0, o.teacher) {
+            (true, TeacherText::Minilm) => self.encoders.check_minilm()?,
+            (true, TeacherText::Mpnet) => self.encoders.check_mpnet()?,
+            (false, _) => {}
         }
         let data = self.read(data_dir)?;
         let (config, text) = self.tokenizer(&data)?;

@@ -250,6 +250,11 @@ impl TrainingConfig {
             _ => false,
         };
         ensure!(
+            o.teacher == TeacherText::Minilm || o.distil > 0.0,
+            "--teacher chooses the distillation teacher's caption encoder: it needs --distil \
+             above 0"
+        );
+        ensure!(
             o.distil == 0.0 || taught,
             "--distil teaches the small model (`--small`) and the default model with both \
              branches and MiniLM fine-tuned, not heads alone or a model trained from scratch"
@@ -414,6 +419,16 @@ mod tests {
         assert!(distilled(&caption_alone, 0.5).is_err());
         let from_scratch_distilled = distilled(&from_scratch, 0.5);
         assert!(from_scratch_distilled.is_err());
+        // A teacher's encoder is chosen only where there is a teacher.
+        let taught_by = |distil, teacher| {
+            let mut options = TrainingOptions::preset(&small, None, 0);
+            (options.distil, options.teacher) = (distil, teacher);
+            let model = small.clone();
+            TrainingConfig { model, options }.regime()
+        };
+        assert!(taught_by(0.5, TeacherText::Mpnet).is_ok());
+        assert!(taught_by(0.0, TeacherText::Mpnet).is_err());
+        assert!(taught_by(0.0, TeacherText::Minilm).is_ok());
         assert!(regime(scratch_image(), Some(minilm()), None).is_err());
         let model = ModelConfig::new(mobilenet(), None);
         assert_eq!(TrainingOptions::preset(&model, None, 0).epochs, 60);

@@ -247,6 +247,10 @@ impl<X: Identified> Taught<X> {
         self.teacher.targets(pairs, device)
     }
 
+    pub fn teacher(&self) -> &Teacher {
+        &self.teacher
+    }
+
     /// The unlabelled pairs, once a teacher has scored them (never with labels to stand in).
     pub fn unlabelled(&self) -> &[Labelled<X>] {
         match self.teacher.is_fitted() {

@@ -448,15 +448,12 @@ mod tests {
             image: Some(vec![i as f32 / 4.0; 1280]),
             text: Some(vec![i as f32; 8]),
         };
-        let labelled = (0..3).map(features).collect();
-        let teacher = Teacher::new(
-            &config,
-            labelled,
-            vec![features(3)],
-            0.5,
-            TrainingOptions::heads_only(),
-        );
-        let regime = regime.with_teacher(teacher.unwrap(), 3, vec![unlabelled]);
+        let teacher = || {
+            let labelled = (0..3).map(features).collect();
+            let options = TrainingOptions::heads_only();
+            Teacher::new(&config, labelled, vec![features(3)], 0.5, options).unwrap()
+        };
+        let regime = regime.with_teacher(teacher(), 3, vec![unlabelled]);
         let regime = regime.unwrap();
         let train: Vec<&Labelled<States>> = examples.iter().collect();
         let mut rng = StdRng::seed_from_u64(1);
@@ -469,16 +466,23 @@ mod tests {
         regime.prepare(&train, &device, &Quiet).unwrap();
         let unlabelled = regime.unlabelled();
         assert_eq!(unlabelled.len(), 1);
-        // Training: a labelled pair's target is half its class; the unlabelled pair's is the
-        // teacher's alone. Evaluation scores against the labels.
+        // Training: pair 1's target is half its class, half the teacher's; the unlabelled
+        // pair's the teacher's alone (by ids: the regime tells which pairs are labelled).
+        let fitted = regime.taught.as_ref().unwrap().teacher();
+        let want = fitted.targets([(1, Some(1)), (3, None)].into_iter(), &device);
+        let want: Vec<f32> = want.unwrap().into_data().try_to_vec().unwrap();
         let batch = [train[1], &unlabelled[0]];
         let rows = targets(&batch, Some(&mut rng)).unwrap().into_data();
         let rows: Vec<f32> = rows.try_to_vec::<f32>().unwrap();
+        assert_eq!(rows.len(), 6);
+        for (got, want) in rows.iter().zip(&want) {
+            assert!((got - want).abs() < 1e-5, "{rows:?} against {want:?}");
+        }
+        // Pair 1's row is its class mixed with the teacher's: at least half on class 1.
         assert!(
             rows[1] >= 0.5 && rows[0] <= 0.5 && rows[2] <= 0.5,
             "{rows:?}"
         );
-        assert!((rows[3..].iter().sum::<f32>() - 1.0).abs() < 1e-5);
         assert!(targets(&batch, None).is_none());
     }
 

@@ -369,6 +369,7 @@ mod tests {
         let run = || mpnet_features(&mpnet, &samples, cache.path(), &device, &Quiet).unwrap();
         let all = run();
         assert_eq!(all.computed, 4);
+        assert!(all.rows.iter().all(|row| row.len() == 8));
         for (caption, row) in captions.iter().zip(&all.rows) {
             let tokens = tokens_of(&mpnet.text, &[caption]).unwrap();
             let alone = mpnet.text.rows(&tokens.iter().collect::<Vec<_>>());
