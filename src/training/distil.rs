@@ -247,15 +247,33 @@ impl<X: Identified> Taught<X> {
         self.teacher.targets(pairs, device)
     }
 
-    pub fn teacher(&self) -> &Teacher {
-        &self.teacher
-    }
-
     /// The unlabelled pairs, once a teacher has scored them (never with labels to stand in).
     pub fn unlabelled(&self) -> &[Labelled<X>] {
         match self.teacher.is_fitted() {
             true => &self.unlabelled,
             false => &[],
+        }
+    }
+}
+
+#[cfg(test)]
+impl<X: Identified> Taught<X> {
+    /// A training batch's target `rows` for the labelled pair `(id, label)` then the
+    /// unlabelled pair `id` are what the fitted teacher gives for those ids: the first half its
+    /// class, the second the teacher's alone.
+    pub fn assert_targets(
+        &self,
+        rows: &[f32],
+        (id, label): (usize, usize),
+        unlabelled: usize,
+        device: &Device,
+    ) {
+        let pairs = [(id, Some(label)), (unlabelled, None)].into_iter();
+        let want = self.teacher.targets(pairs, device).unwrap().into_data();
+        let want: Vec<f32> = want.try_to_vec().unwrap();
+        assert_eq!(rows.len(), want.len());
+        for (got, want) in rows.iter().zip(&want) {
+            assert!((got - want).abs() < 1e-5, "{rows:?} against {want:?}");
         }
     }
 }
