@@ -138,10 +138,7 @@ pub fn text_features(
     progress: &dyn Progress,
 ) -> Result<Computed> {
     let setting = serde_json::to_string(branch)?;
-    let keys: Vec<u64> = samples
-        .iter()
-        .map(|s| mvsa_model::fnv1a([setting.as_bytes(), s.caption.as_bytes()]))
-        .collect();
+    let keys = caption_keys(samples.iter(), &setting);
     let width = TextEncoder::features(&branch.encoder);
     let cache = FeatureCache::open(cache_dir, branch.encoder.name(), width);
     cached(cache, "text features", &keys, progress, |chunk| {
@@ -170,9 +167,7 @@ pub fn mpnet_features(
     // padding (rows come back in the samples' order below).
     let mut order: Vec<usize> = (0..samples.len()).collect();
     order.sort_by_key(|&i| samples[i].caption.len());
-    let keys: Vec<u64> = (order.iter())
-        .map(|&i| mvsa_model::fnv1a([setting.as_bytes(), samples[i].caption.as_bytes()]))
-        .collect();
+    let keys = caption_keys(order.iter().map(|&i| &samples[i]), &setting);
     let width = TextEncoder::features(&branch.encoder);
     let cache = FeatureCache::open(cache_dir, NAME, width);
     let what = "teacher's caption features";
@@ -204,10 +199,7 @@ pub fn lower_states(
 ) -> Result<Computed> {
     let layers = lower.layers();
     let setting = format!("{} lower {layers}", serde_json::to_string(branch)?);
-    let keys: Vec<u64> = samples
-        .iter()
-        .map(|s| mvsa_model::fnv1a([setting.as_bytes(), s.caption.as_bytes()]))
-        .collect();
+    let keys = caption_keys(samples.iter(), &setting);
     let hidden = TextEncoder::features(&branch.encoder);
     let name = format!("{}-states{layers}", branch.encoder.name());
     let cache = FeatureCache::open(cache_dir, &name, hidden);
@@ -231,6 +223,13 @@ pub fn lower_states(
 fn stored_picture(sample: &Sample) -> Result<&RgbImage> {
     let guid = &sample.guid;
     (sample.image.as_ref()).ok_or_else(|| anyhow!("guid {guid}: the picture was not read"))
+}
+
+/// Each sample's cache key: its caption under the encoder's `setting`.
+fn caption_keys<'a>(samples: impl Iterator<Item = &'a Sample>, setting: &str) -> Vec<u64> {
+    samples
+        .map(|s| mvsa_model::fnv1a([setting.as_bytes(), s.caption.as_bytes()]))
+        .collect()
 }
 
 /// Each sample's cache key: its stored picture under the encoder's `setting`.
