@@ -28,7 +28,7 @@ fn train_writes_a_model_folder_and_is_reproducible() {
     train_small(&fixture(), &a, 2, 3)
         .assert()
         .success()
-        .stdout(predicate::str::contains("validation ("));
+        .stdout(predicate::str::contains("validation (").and(predicate::str::contains("took ")));
     train_small(&fixture(), &b, 2, 3).assert().success();
     for file in [
         "model.bpk",
@@ -82,9 +82,14 @@ fn cross_validation_estimates_then_trains_on_every_pair() {
         .args(["--cv", "3", "--weights", "f32"])
         .assert()
         .success()
-        .stdout(predicate::str::contains(
-            "3-fold cross-validation over 12 pairs",
-        ));
+        .stdout(
+            predicate::str::contains("3-fold cross-validation over 12 pairs").and(
+                predicate::str::is_match(
+                    r"took \d+(\.\d min| s) \((.*, )?\d+(\.\d min| s) cross-validating\)",
+                )
+                .unwrap(),
+            ),
+        );
     let metrics = read_json(&out.join("metrics.json"));
     let cv = &metrics["cross_validation"];
     assert_eq!(cv["folds"], 3);

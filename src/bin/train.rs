@@ -338,6 +338,38 @@ fn options(args: &Args, model: &ModelConfig) -> TrainingOptions {
 }
 
 fn summarise(metrics: &MetricsFile) {
+    scores(metrics);
+    println!("{}", took(metrics));
+}
+
+/// How long the run took, and where the time went.
+fn took(metrics: &MetricsFile) -> String {
+    let minutes = |seconds: f64| match seconds < 120.0 {
+        true => format!("{seconds:.0} s"),
+        false => format!("{:.1} min", seconds / 60.0),
+    };
+    let mut parts = Vec::new();
+    if let Some(f) = &metrics.features {
+        let computed = f.image_computed + f.text_computed;
+        if computed > 0 {
+            parts.push(format!(
+                "{} computing encoder features",
+                minutes(f.image_seconds + f.text_seconds)
+            ));
+        }
+    }
+    if let Some(cv) = &metrics.cross_validation {
+        parts.push(format!("{} cross-validating", minutes(cv.seconds)));
+    }
+    let total = minutes(metrics.training_seconds);
+    match parts.is_empty() {
+        true => format!("took {total}"),
+        false => format!("took {total} ({})", parts.join(", ")),
+    }
+}
+
+/// The headline scores: cross-validated, or on the validation split.
+fn scores(metrics: &MetricsFile) {
     if let Some(cv) = &metrics.cross_validation {
         let line = |name: &str, s: &mvsa_sentiment::training::cv::Spread| println!("{name}: {s}");
         println!(
