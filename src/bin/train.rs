@@ -342,9 +342,11 @@ fn summarise(metrics: &MetricsFile) {
     println!("{}", took(metrics));
 }
 
-/// How long the run took, and where the time went.
+/// How long the run took, and where the time went: what a user weighs against a run's gain
+/// (cross-validation multiplies the cost; cached features make a rerun cheap), without
+/// opening `metrics.json`.
 fn took(metrics: &MetricsFile) -> String {
-    let minutes = |seconds: f64| match seconds < 120.0 {
+    let duration = |seconds: f64| match seconds.round() < 120.0 {
         true => format!("{seconds:.0} s"),
         false => format!("{:.1} min", seconds / 60.0),
     };
@@ -354,21 +356,22 @@ fn took(metrics: &MetricsFile) -> String {
         if computed > 0 {
             parts.push(format!(
                 "{} computing encoder features",
-                minutes(f.image_seconds + f.text_seconds)
+                duration(f.image_seconds + f.text_seconds)
             ));
         }
     }
     if let Some(cv) = &metrics.cross_validation {
-        parts.push(format!("{} cross-validating", minutes(cv.seconds)));
+        parts.push(format!("{} cross-validating", duration(cv.seconds)));
     }
-    let total = minutes(metrics.training_seconds);
+    let total = duration(metrics.training_seconds);
     match parts.is_empty() {
         true => format!("took {total}"),
         false => format!("took {total} ({})", parts.join(", ")),
     }
 }
 
-/// The headline scores: cross-validated, or on the validation split.
+/// The headline scores: the cross-validated estimate where there is one (the model's expected
+/// accuracy), else the validation split's.
 fn scores(metrics: &MetricsFile) {
     if let Some(cv) = &metrics.cross_validation {
         let line = |name: &str, s: &mvsa_sentiment::training::cv::Spread| println!("{name}: {s}");
