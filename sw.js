@@ -9,10 +9,13 @@ const CACHE = "mvsa-page-v1";
 const PAGE = [
   "./",
   "index.html",
+  "www/answer.js",
   "www/app.js",
   "www/bridge.js",
   "www/explain.js",
   "www/folder.js",
+  "www/gpu.js",
+  "www/models.js",
   "www/worker.js",
   "www/style.css",
   "www/icon.svg",
@@ -33,12 +36,15 @@ self.addEventListener("install", (event) => {
   );
 });
 
-// The page's files, and the sample pairs' pictures that samples.json lists.
+// The page's files, the sample pairs' pictures that samples.json lists, and each model's
+// metrics.json (its confusion matrix, shown offline too).
 async function precache() {
   const cache = await caches.open(CACHE);
   await cache.addAll(PAGE);
   const samples = await (await cache.match("www/samples/samples.json")).json();
   await cache.addAll(samples.map((s) => `www/${s.image}`));
+  const { models } = await (await cache.match("www/models.json")).json();
+  await cache.addAll(models.map((m) => `www/${m.id}/metrics.json`));
 }
 
 self.addEventListener("activate", (event) => {

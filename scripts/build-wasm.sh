@@ -38,7 +38,9 @@ build() { # <kind> [cargo options]
   local kind="$1"
   shift
   step "wasm-pack build: pkg/$kind"
-  # --out-dir is relative to the crate; --out-name keeps the file names the page imports.
+  # --out-dir is relative to the crate. --out-name keeps the module's published names
+  # (pkg/<kind>/mvsa_sentiment.js and _bg.wasm), not the crate's (mvsa_web): the page, its
+  # service worker and the side-by-side peer benchmark (../shared/peers) load them by name.
   wasm-pack build crates/web --target web --release --out-dir "../../pkg/$kind" \
     --out-name mvsa_sentiment --no-pack -- "$@"
   rm -f "pkg/$kind/.gitignore"

@@ -1,7 +1,8 @@
 # Shared settings for the project's scripts (sourced, not run).
 #
 # One target dir outside the clone, so every checkout, CI run and script reuses the same
-# compiled Burn (a cold build takes ~30 min on 2 cores). Override with CARGO_TARGET_DIR.
+# compiled Burn (a cold build is long: docs/benchmarks.md has the times). Override with
+# CARGO_TARGET_DIR.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mvsa-sentiment/target}"
 mkdir -p "$CARGO_TARGET_DIR"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"

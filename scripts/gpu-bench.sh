@@ -7,12 +7,14 @@
 #   bash scripts/gpu-bench.sh run       # there: install the loader, run each build on www/model
 #   bash scripts/gpu-bench.sh restore   # here, afterwards: put pkg/ back (see below)
 #
-# With the library's `device` tool, one call (about 3 minutes of the GPU's time):
-#   run(command="bash scripts/gpu-bench.sh run", carry=[".gpu", ".gl"], timeout_s=480)
-# It prints one `webgpu: warm_ms=… first_ms=… dispatches=… max_abs_diff=…` line per build, and
-# the adapter's name; the README's WebGPU table takes them. The working tree travels with the
-# call and may be at most 64 MiB, so `prepare` takes pkg/ (34 MB of wasm, not needed there) out
-# of the working tree; `restore` (git checkout -- pkg) puts it back.
+# "Here" is the build machine; "there" is a Debian-like amd64 machine with a GPU (an NVIDIA
+# driver with Vulkan) that gets a copy of the working tree together with .gpu/ and .gl/, and
+# runs `run` as root (it unpacks the loader into / and runs ldconfig). The run takes a few
+# minutes of the GPU's time. It prints one
+# `webgpu: warm_ms=… first_ms=… dispatches=… max_abs_diff=…` line per build, and the GPU's
+# name; the WebGPU table in docs/benchmarks.md takes them (results are also kept under $OUT,
+# or /tmp/gpu-bench). To keep that copy small, `prepare` takes pkg/ (34 MB of wasm, not needed
+# there) out of the working tree; `restore` (git checkout -- pkg) puts it back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,7 +42,7 @@ prepare() {
   du -sh .gpu .gl
   local bytes
   bytes=$( (git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1) )
-  echo "working tree without pkg/: $((bytes / 1048576)) MiB + .gpu + .gl (limit 64 MiB); pkg/ comes back with: bash scripts/gpu-bench.sh restore"
+  echo "to copy to the GPU machine: the working tree without pkg/ ($((bytes / 1048576)) MiB) + .gpu + .gl; pkg/ comes back with: bash scripts/gpu-bench.sh restore"
 }
 
 run() {

@@ -74,12 +74,14 @@ export const chromiumArgs = [
   "--disable-domain-reliability",
 ];
 
-/** Debian's headless Chromium (or `$CHROMIUM`), driven by playwright-core. */
-export async function launchChromium() {
+/** Debian's headless Chromium (or `$CHROMIUM`), driven by playwright-core; `args` replace
+ * the flags above (a browser without WebGPU, say). */
+export async function launchChromium(args = chromiumArgs) {
   const { chromium } = await import("playwright-core");
   return chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: chromiumArgs,
+    args,
+    timeout: WORK,
   });
 }
 
@@ -90,6 +92,29 @@ export const WORK = 600_000;
 export const TEST = 1_200_000;
 
 /**
+ * Every context `browser` opens (and every page of `browser.newPage()`) waits up to WORK by
+ * default, so that no click or wait falls back to Playwright's 30 s, which a busy 2-core
+ * machine can exceed while the worker compiles.
+ */
+export function patient(browser) {
+  const newContext = browser.newContext.bind(browser);
+  browser.newContext = async (options) => {
+    const context = await newContext(options);
+    context.setDefaultTimeout(WORK);
+    context.setDefaultNavigationTimeout(WORK);
+    return context;
+  };
+  // newPage opens a context of its own, which closes with the page.
+  browser.newPage = async (options) => {
+    const context = await browser.newContext(options);
+    const page = await context.newPage();
+    page.on("close", () => context.close().catch(() => {}));
+    return page;
+  };
+  return browser;
+}
+
+/**
  * A loopback server and a headless Chromium for one test file, started before its tests and
  * closed after (`hooks`: node:test's `before` and `after`). `open(query, options)` opens the
  * page in a new browser context, collects its uncaught errors and waits until a model is loaded.
@@ -98,7 +123,7 @@ export function browserSuite({ before, after }) {
   const suite = { server: null, browser: null };
   before(async () => {
     suite.server = await startServer();
-    suite.browser = await launchChromium();
+    suite.browser = patient(await launchChromium());
   });
   after(async () => {
     await suite.browser?.close();
@@ -114,4 +139,48 @@ export function browserSuite({ before, after }) {
     return { context, page, errors };
   };
   return suite;
+}
+
+/**
+ * Choose `backend` in the page's Backend menu. WebGPU on a software adapter (SwiftShader
+ * here) first asks, in the page, whether to go on: `confirm` answers (true: load anyway).
+ * Resolves once the menu's choice has loaded, or the page kept the model it had.
+ */
+export async function selectBackend(page, backend, { confirm = true } = {}) {
+  const loaded = await page.evaluate(() => document.body.dataset.readyAt);
+  await page.selectOption("#backend-choice", backend);
+  const asked = await page.waitForFunction(
+    (was) => (!document.querySelector("#gpu-warning").hidden ? "asked" : document.body.dataset.readyAt !== was || !document.querySelector("#error").hidden ? "done" : null),
+    loaded,
+    { timeout: WORK },
+  );
+  if ((await asked.jsonValue()) !== "asked") return;
+  await page.click(confirm ? "#gpu-go" : "#gpu-stay");
+  if (confirm) await page.waitForFunction((was) => document.body.dataset.readyAt !== was, loaded, { timeout: WORK });
+}
+
+/** Hand a File made in the page by `make` (a function run there: a canvas picture, or bytes)
+ * to the page's picture input, as choosing it would. */
+export async function chooseMade(page, make) {
+  await page.evaluate(async (source) => {
+    const file = await new Function(`return (${source})`)()();
+    const transfer = new DataTransfer();
+    transfer.items.add(file);
+    const input = document.querySelector("#file");
+    input.files = transfer.files;
+    input.dispatchEvent(new Event("change"));
+  }, make.toString());
+}
+
+/** For `chooseMade`: an 8000 x 8000 JPEG (a gradient), slow to check. */
+export async function hugeJpeg() {
+  const canvas = new OffscreenCanvas(8000, 8000);
+  const g = canvas.getContext("2d");
+  const fill = g.createLinearGradient(0, 0, 8000, 8000);
+  fill.addColorStop(0, "#fc3");
+  fill.addColorStop(1, "#36c");
+  g.fillStyle = fill;
+  g.fillRect(0, 0, 8000, 8000);
+  const blob = await canvas.convertToBlob({ type: "image/jpeg", quality: 0.9 });
+  return new File([blob], "huge.jpg", { type: "image/jpeg" });
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The native WebGPU check, apart from scripts/test.sh: building the bench with Burn's `webgpu`
-# backend compiles wgpu natively (about 23 minutes cold on 2 cores, more than CI can add), so
+# backend compiles wgpu natively (long when cold: docs/benchmarks.md; more than CI can add), so
 # it runs here instead. Installs Mesa's Vulkan drivers (lavapipe, a CPU Vulkan) where there is
 # no GPU, lints the feature, runs `bench --backend webgpu` on four fixture pairs and fails
 # unless its probabilities match the CPU backend's within 1e-4 and no kernel is compiled after

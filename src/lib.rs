@@ -5,21 +5,21 @@
 //!
 //! The flow: [`data`] (the lab folder) → [`training`] (split, [`tokenizer`], the frozen
 //! encoders' cached outputs from [`pretrained`] and [`features`], one epoch loop, a type per
-//! regime) → [`report`] (`metrics.json`, [`plots`], the page's model list), with [`trainer`]
-//! running those stages in order. [`progress`] and [`cli`] keep the terminal out of the rest.
+//! regime) → [`report`] (`metrics.json`, [`plots`]) → [`listing`] (the page's model list and
+//! its checks), with [`pipeline`] running those stages in order. [`progress`] and [`cli`] keep the terminal out of the rest.
 
 pub mod cli;
 pub mod data;
 pub mod features;
-pub mod integrity;
+pub mod listing;
 pub mod mpnet;
+pub mod pipeline;
 pub mod plots;
 pub mod pretrained;
 pub mod progress;
 pub mod report;
 pub mod staging;
 pub mod tokenizer;
-pub mod trainer;
 pub mod training;
 
-pub use trainer::Trainer;
+pub use pipeline::Trainer;

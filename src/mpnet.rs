@@ -11,8 +11,8 @@ use anyhow::{Context, Result, anyhow};
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
-use burn::tensor::activation::{gelu, softmax};
 use mvsa_model::config::{MiniLmConfig, TextBranchConfig};
+use mvsa_model::model::bert::{self, SelfAttention, attend};
 use mvsa_model::preprocess::{TextPreprocessor, TokenRows};
 
 /// Relative-distance buckets (`relative_attention_num_buckets`) and the distance from which
@@ -45,21 +45,8 @@ pub struct MpnetEncoder {
     pub text: TextPreprocessor,
 }
 
-/// Dense → residual add → layer norm.
 #[derive(Module, Debug)]
-pub struct DenseNorm {
-    dense: Linear,
-    norm: LayerNorm,
-}
-
-impl DenseNorm {
-    fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        self.norm.forward(self.dense.forward(x) + residual)
-    }
-}
-
-#[derive(Module, Debug)]
-pub struct SelfAttention {
+pub struct Projections {
     q: Linear,
     k: Linear,
     v: Linear,
@@ -69,43 +56,26 @@ pub struct SelfAttention {
 
 #[derive(Module, Debug)]
 pub struct Attention {
-    attn: SelfAttention,
+    attn: Projections,
     norm: LayerNorm,
 }
 
-impl Attention {
+impl SelfAttention for Attention {
     /// `bias` `[batch, heads, len, len]`: relative positions plus padding.
     fn forward(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
-        let [batch, len, hidden] = x.dims();
         let a = &self.attn;
-        let head_dim = hidden / a.heads;
-        let split = |t: Tensor<3>| t.reshape([batch, len, a.heads, head_dim]).swap_dims(1, 2);
-        let q = split(a.q.forward(x.clone()));
-        let k = split(a.k.forward(x.clone()));
-        let v = split(a.v.forward(x.clone()));
-        let scores = q.matmul(k.swap_dims(2, 3)) / (head_dim as f64).sqrt() + bias;
-        let context = softmax(scores, 3)
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([batch, len, hidden]);
-        self.norm.forward(a.o.forward(context) + x)
+        let (q, k, v) = (
+            a.q.forward(x.clone()),
+            a.k.forward(x.clone()),
+            a.v.forward(x.clone()),
+        );
+        self.norm
+            .forward(a.o.forward(attend(q, k, v, bias, a.heads)) + x)
     }
 }
 
-#[derive(Module, Debug)]
-pub struct Layer {
-    attention: Attention,
-    intermediate: Linear,
-    output: DenseNorm,
-}
-
-impl Layer {
-    fn forward(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
-        let x = self.attention.forward(x, bias);
-        let h = gelu(self.intermediate.forward(x.clone()));
-        self.output.forward(h, x)
-    }
-}
+/// MPNet's layer: BERT's, over MPNet's attention.
+pub type Layer = bert::Layer<Attention>;
 
 #[derive(Module, Debug)]
 pub struct Embeddings {
@@ -137,9 +107,9 @@ impl Mpnet {
                 .with_epsilon(shape.layer_norm_eps)
                 .init(device)
         };
-        let layer = || Layer {
-            attention: Attention {
-                attn: SelfAttention {
+        let layer = || {
+            let attention = Attention {
+                attn: Projections {
                     q: linear(hidden, hidden),
                     k: linear(hidden, hidden),
                     v: linear(hidden, hidden),
@@ -147,12 +117,9 @@ impl Mpnet {
                     heads: shape.num_attention_heads,
                 },
                 norm: norm(),
-            },
-            intermediate: linear(hidden, shape.intermediate_size),
-            output: DenseNorm {
-                dense: linear(shape.intermediate_size, hidden),
-                norm: norm(),
-            },
+            };
+            let eps = shape.layer_norm_eps;
+            Layer::new(attention, hidden, shape.intermediate_size, eps, device)
         };
         let embedding = |rows, width| EmbeddingConfig::new(rows, width).init(device);
         Self {

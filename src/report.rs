@@ -3,10 +3,10 @@
 //! numbers through the page's `models.json`, by the page. Files written before the model folder's format 2 read as well: their
 //! `options` hold the same run settings beside model fields that now live in `config.json`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
-use mvsa_model::folder::{self, Manifest, ManifestEntry, ValidationSummary};
+use mvsa_model::folder::{self, ValidationSummary};
 use mvsa_model::metrics::Metrics;
 use serde::{Deserialize, Serialize};
 
@@ -124,51 +124,4 @@ pub fn draw(dir: &Path, metrics: &MetricsFile) -> Result<()> {
         &confusion,
         &dir.join(folder::CONFUSION),
     )
-}
-
-/// Where the page's list of models beside `dir` would be.
-pub fn manifest_beside(dir: &Path) -> PathBuf {
-    dir.parent()
-        .unwrap_or(Path::new("."))
-        .join(folder::MANIFEST)
-}
-
-/// List the model folder `dir` in the `models.json` beside it when there is one (as in the
-/// page's `www/`): a retrained model shows up in the page's menu with its new numbers.
-pub fn register_if_listed(dir: &Path) -> Result<()> {
-    let manifest = manifest_beside(dir);
-    if manifest.is_file() {
-        register(dir, &manifest)?;
-    }
-    Ok(())
-}
-
-/// Add (or update) `dir`'s entry in `manifest`, creating the file if needed.
-pub fn register(dir: &Path, manifest: &Path) -> Result<()> {
-    let config_path = dir.join(folder::CONFIG);
-    let bytes = std::fs::read(&config_path)
-        .with_context(|| format!("cannot read {}", config_path.display()))?;
-    let config =
-        folder::read_config(&bytes).with_context(|| format!("{}", config_path.display()))?;
-    let metrics = MetricsFile::read(dir)?;
-    let mut entry = ManifestEntry::describe(dir, &config, metrics.summary())?;
-    entry.sha256 = crate::integrity::hashes(dir, &entry)?;
-    let mut list = if manifest.is_file() {
-        Manifest::read(manifest)?
-    } else {
-        Manifest::default()
-    };
-    list.upsert(entry);
-    list.write(manifest)?;
-    Ok(())
-}
-
-/// Rewrite `dir`'s `config.json` in the current format (a folder written by an older version);
-/// nothing else in the folder changes.
-pub fn upgrade(dir: &Path) -> Result<()> {
-    let path = dir.join(folder::CONFIG);
-    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let config = folder::read_config(&bytes).with_context(|| format!("{}", path.display()))?;
-    std::fs::write(&path, folder::config_json(&config))
-        .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -218,7 +218,7 @@ fn predict_writes_the_lab_format_and_single_pairs_as_json() {
         .failure()
         .stderr(
             predicate::str::contains("corrupt.jpg")
-                .and(predicate::str::contains("picture is damaged"))
+                .and(predicate::str::contains("cut short"))
                 .and(predicate::str::contains("\n)").not()),
         );
     predict(&a)
@@ -559,18 +559,32 @@ fn train_skips_unreadable_pairs_with_a_counted_warning() {
     // Batch prediction over a list with a broken picture falls back to the caption, with a
     // warning, and still writes every guid.
     std::fs::write(data.join("data/8.jpg"), b"garbage").unwrap();
-    predict(&out)
-        .args(["--data", arg(&data)])
-        .args([
-            "--list",
-            arg(&data.join("test_without_label.txt")),
-            "--out",
-            "-",
-        ])
+    let list = data.join("test_without_label.txt");
+    let predict_list = || {
+        let mut command = predict(&out);
+        command.args(["--data", arg(&data), "--list", arg(&list), "--out", "-"]);
+        command
+    };
+    predict_list()
         .assert()
         .success()
         .stdout(predicate::str::starts_with("guid,tag\n8,"))
         .stderr(predicate::str::contains("8.jpg").and(predicate::str::contains("caption alone")));
+
+    // A JPEG cut short (its first third: no end-of-image marker) is no picture either: the
+    // caption alone, said so; and in single mode, an error naming the file.
+    let whole = std::fs::read(fixture().join("data/2626.jpg")).unwrap();
+    std::fs::write(data.join("data/8.jpg"), &whole[..whole.len() / 3]).unwrap();
+    predict_list().assert().success().stderr(
+        predicate::str::contains("8.jpg")
+            .and(predicate::str::contains("cut short"))
+            .and(predicate::str::contains("the caption alone")),
+    );
+    predict(&out)
+        .args(["--image", arg(&data.join("data/8.jpg")), "--text", "hello"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("8.jpg").and(predicate::str::contains("end-of-image")));
 }
 
 #[test]

@@ -11,7 +11,7 @@ use jpeg_encoder::{ColorType, Encoder};
 use mvsa_model::config::ImageBranchConfig;
 use mvsa_model::preprocess::{ImagePreprocessor, MAX_FILE_BYTES};
 
-/// What the README promises: at most this much above the loaded model for any accepted picture.
+/// What docs/testing.md promises: at most this much above the loaded model for any accepted picture.
 const BOUND: usize = 100 << 20;
 
 /// The system allocator, counting the bytes live now and the most live since `reset`. (A few

@@ -1,7 +1,7 @@
 //! Property tests of the shared code that reads untrusted bytes: captions, pictures,
 //! `config.json`, `models.json` and burnpack weights. Whatever the input, the answer is a value
 //! or an error, never a panic. Each property runs `PROPTEST_CASES` cases (proptest's default,
-//! 256, here and in CI; see the README for a longer run). A failure proptest finds is written
+//! 256, here and in CI; see docs/testing.md for a longer run). A failure proptest finds is written
 //! to `tests/properties.proptest-regressions` and replayed first by every later run.
 
 mod support;

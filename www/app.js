@@ -1,11 +1,15 @@
 // Wires the page to the worker (worker.js, through bridge.js), which hosts the wasm module:
 // decoding, resizing, tokenising, the model and its explanations all run in Rust (pkg/), off
 // the main thread. This file only moves bytes and text between the DOM and the worker; the
-// folder mode is folder.js, the drawing of explanations explain.js.
+// answer is drawn by answer.js, explanations by explain.js, the model menu and loading
+// progress by models.js, the folder mode is folder.js.
 
-import { $, confusionTable, listen, message, pct, request } from "./bridge.js";
+import { $, listen, message, request } from "./bridge.js";
+import { revealAnswer, showAnswer } from "./answer.js";
 import { explanationPending, showExplanation } from "./explain.js";
 import { wireFolder } from "./folder.js";
+import { adapterInfo } from "./gpu.js";
+import { LoadProgress, cachedModels, loadManifest, megabytes, offline, showMetrics } from "./models.js";
 
 const params = new URLSearchParams(location.search);
 const BACKENDS = ["auto", "webgpu", "cpu"];
@@ -14,15 +18,18 @@ const MODEL_KEY = "mvsa:model";
 // Where the model runs: ?backend= (for links and tests), else the Backend menu's last choice
 // (remembered in this browser), else auto.
 let backendChoice = [params.get("backend"), stored(BACKEND_KEY), "auto"].find((b) => BACKENDS.includes(b));
+let serving = { backend: null, choice: null }; // where the loaded model runs, and the menu choice that put it there
 let models = []; // www/models.json: what each model is, costs and scores
 let current = null; // the manifest entry of the model answering now
 let limits = {}; // what the loaded model accepts: {maxCaptionBytes, maxSide, maxFileBytes, formats}
 let ready = false; // whether a model is loaded
+let busy = false; // whether a classification is under way
 let loading = 0; // generation of the newest load, so a slow earlier one cannot win
 let remember = false; // whether the Backend menu's choice is stored once its load succeeds
 let asking = 0; // generation of the newest classification: only its answer is shown
 let picking = 0; // generation of the newest picture chosen: only its check counts
-let imageBytes = null;
+let checking = null; // the newest picture's check while it runs: resolves to whether it was kept
+let imageBytes = null; // the picture that passed its check
 let previewUrl = null;
 
 function stored(key) {
@@ -68,10 +75,13 @@ function captionProblem() {
   return limit && bytes > limit ? `The caption is ${bytes.toLocaleString("en")} bytes; the limit is ${limit.toLocaleString("en")}.` : null;
 }
 
+// Disabled only for want of input or a model; while busy the button keeps its focus (a
+// disabled button drops it) and says so instead.
 function updateButton() {
   const caption = $("caption").value.trim();
-  const busy = document.body.dataset.busy === "true";
-  $("classify").disabled = busy || !ready || (!imageBytes && !caption) || captionProblem() !== null;
+  const button = $("classify");
+  button.disabled = !ready || (!imageBytes && !checking && !caption) || captionProblem() !== null;
+  button.setAttribute("aria-disabled", String(busy || button.disabled));
 }
 
 // The caption's size against the model's limit, as it is typed.
@@ -84,10 +94,11 @@ function updateCount() {
   if (captionProblem()) count.textContent += ` — too long by ${(bytes - limit).toLocaleString("en")}`;
 }
 
-function setBusy(busy) {
-  document.body.dataset.busy = String(busy);
-  $("classify").textContent = busy ? "Classifying…" : "Classify";
-  $("result").setAttribute("aria-busy", String(busy));
+function setBusy(now, text = "Classifying…") {
+  busy = now;
+  document.body.dataset.busy = String(now);
+  $("classify").textContent = now ? text : "Classify";
+  $("result").setAttribute("aria-busy", String(now));
   updateButton();
 }
 
@@ -99,6 +110,7 @@ function showBackend(backend, why) {
   badge.classList.remove("webgpu", "cpu");
   badge.classList.add(backend);
   document.body.dataset.backend = backend;
+  serving.backend = backend;
 }
 
 // A result describes the input it was given: new input hides it.
@@ -118,40 +130,59 @@ function showPicture(blob) {
   $("drop-hint").hidden = Boolean(blob);
 }
 
-// A chosen picture is checked at once (decoded in the worker, as classify will): a file that
-// cannot be used is said so now, and is neither previewed nor kept.
+// A chosen picture is checked at once (decoded in the worker, as classify will). Until the
+// check ends, Classify waits for it; a file that cannot be used is said so and the picture
+// chosen before it stays.
 async function setImage(blob) {
   const generation = ++picking;
   clearError();
   hideResult();
-  // The previous picture goes at once: a click before this one is checked must not send it.
-  imageBytes = null;
-  showPicture(null);
+  const check = checkPicture(blob, generation);
+  checking = check;
+  document.body.dataset.checking = "true";
+  $("drop-status").textContent = "Checking the picture…";
   updateButton();
+  const kept = await check;
+  if (generation === picking) {
+    checking = null;
+    delete document.body.dataset.checking;
+    $("drop-status").textContent = "";
+    updateButton();
+  }
+  return kept;
+}
+
+async function checkPicture(blob, generation) {
   const refuse = (why) => {
+    if (generation !== picking) return false;
     $("file").value = "";
-    showError(`${blob.name ? `${blob.name}: ` : ""}this file cannot be used: ${why}.`);
+    const kept = imageBytes ? " The picture chosen before it is kept." : "";
+    showError(`${blob.name ? `${blob.name}: ` : ""}this file cannot be used: ${why}.${kept}`);
+    return false;
   };
   if (limits.maxFileBytes && blob.size > limits.maxFileBytes) {
     const mb = (n) => (n / 2 ** 20).toFixed(1);
     return refuse(`it is ${mb(blob.size)} MB; pictures up to ${mb(limits.maxFileBytes)} MB are read`);
   }
-  const bytes = new Uint8Array(await blob.arrayBuffer());
-  if (generation !== picking) return;
+  let bytes;
   try {
+    bytes = new Uint8Array(await blob.arrayBuffer());
+    if (generation !== picking) return false;
     await request("inspect", { image: bytes.slice().buffer });
   } catch (e) {
-    if (generation === picking) refuse(message(e));
-    return;
+    return refuse(message(e));
   }
-  if (generation !== picking) return;
+  if (generation !== picking) return false;
   imageBytes = bytes;
   showPicture(blob);
-  updateButton();
+  return true;
 }
 
 function clearAll() {
   picking++;
+  checking = null;
+  delete document.body.dataset.checking;
+  $("drop-status").textContent = "";
   imageBytes = null;
   showPicture(null);
   $("file").value = ""; // so that the same picture can be chosen again
@@ -162,50 +193,34 @@ function clearAll() {
   updateButton();
 }
 
-function bars(id, labels, probs) {
-  const box = $(id);
-  box.querySelectorAll(".bar, .none").forEach((el) => el.remove());
-  if (!probs) {
-    const none = document.createElement("p");
-    none.className = "none";
-    none.textContent = "not given";
-    box.append(none);
-    return;
-  }
-  labels.forEach((label, i) => {
-    const row = document.createElement("div");
-    row.className = `bar ${label}`;
-    row.innerHTML = `<span class="name"></span><span class="track"><span class="fill"></span></span><span class="value"></span>`;
-    row.querySelector(".name").textContent = label;
-    row.querySelector(".fill").style.width = `${(probs[i] * 100).toFixed(1)}%`;
-    row.querySelector(".value").textContent = `${(probs[i] * 100).toFixed(1)} %`;
-    row.dataset.probability = String(probs[i]);
-    box.append(row);
-  });
-}
-
 async function classify() {
-  clearError();
+  if (busy) return;
   const generation = ++asking;
+  clearError();
+  explanationPending(false);
+  if (checking) {
+    // A picture chosen a moment ago: the answer must be about it.
+    setBusy(true, "Checking the picture…");
+    const kept = await checking;
+    if (generation !== asking) return;
+    setBusy(false);
+    if (!kept) return; // the message says why; nothing was classified
+  }
   const caption = $("caption").value.trim() ? $("caption").value : null;
   const image = imageBytes;
   const url = previewUrl;
+  const sent = { picture: Boolean(image), caption: Boolean(caption) };
   setBusy(true);
-  explanationPending(false);
   let r;
   try {
     // A copy goes to the worker; the page keeps its picture for the next question.
     r = await request("classify", { image: image?.slice().buffer ?? null, caption });
     if (generation !== asking) return;
-    $("label").textContent = r.label;
-    bars("fused", r.labels, r.fused);
-    bars("image", r.labels, r.image);
-    bars("text", r.labels, r.text);
+    showAnswer(r, sent);
     const where = r.backend === "webgpu" ? "WebGPU" : "the CPU (wasm)";
     $("timing").textContent = `Answered by ${current.title} in ${r.ms.toFixed(1)} ms on ${where}.`;
     $("timing").title = `The model's engine holds ${megabytes(r.wasmBytes)} of memory.`;
     $("result").dataset.wasmBytes = String(r.wasmBytes);
-    $("result").hidden = false;
     $("result").dataset.model = current.id;
   } catch (e) {
     if (generation !== asking) return;
@@ -216,17 +231,18 @@ async function classify() {
   } finally {
     if (generation === asking) setBusy(false);
   }
-  await explain(generation, image, caption, r.label, url);
+  revealAnswer();
+  await explain(generation, image, caption, r, url);
 }
 
 // After the label is shown: which words and squares of the picture moved it.
-async function explain(generation, image, caption, label, url) {
+async function explain(generation, image, caption, answer, url) {
   explanationPending(true);
   try {
     const e = await request("explain", { image: image?.slice().buffer ?? null, caption, grid: 4 });
     if (generation !== asking) return;
     if (e.stale) return explanationPending(false); // a folder's pair came in between
-    showExplanation(e, label, url);
+    showExplanation(e, answer.label, url);
     document.body.dataset.explained = String(generation);
   } catch (e) {
     if (generation === asking) explanationPending(true, `No explanation: ${message(e)}`);
@@ -240,12 +256,12 @@ async function loadSamples() {
       const button = document.createElement("button");
       button.type = "button";
       const url = new URL(s.image, import.meta.url).href;
+      // The visible text is the button's name (caption, then its label).
       button.innerHTML = `<img alt=""><span class="caption"></span><span class="truth"></span>`;
       button.querySelector("img").src = url;
       button.querySelector(".caption").textContent = s.caption;
       button.querySelector(".truth").textContent = s.label ? `labelled ${s.label}` : "";
       button.dataset.label = s.label ?? "";
-      button.setAttribute("aria-label", `Sample, labelled ${s.label}: ${s.caption}`);
       button.addEventListener("click", async () => {
         let picture;
         try {
@@ -255,11 +271,10 @@ async function loadSamples() {
         } catch (e) {
           return showError(`The sample's picture could not be loaded: ${message(e)}`);
         }
-        await setImage(picture);
         $("caption").value = s.caption;
         updateCount();
-        updateButton();
-        if (ready && imageBytes) await classify();
+        const kept = await setImage(picture);
+        if (ready && kept) await classify();
       });
       $("sample-list").append(button);
     }
@@ -268,47 +283,46 @@ async function loadSamples() {
   }
 }
 
-const megabytes = (bytes) => `${(bytes / 1e6).toFixed(1)} MB`;
-const downloadBytes = (m) => Object.values(m.files).reduce((a, b) => a + b, 0);
-
-// The model menu, from the manifest the trainer writes: each choice states what it costs to
-// download and how accurate it was.
-async function loadManifest() {
-  const response = await fetch(new URL("models.json", import.meta.url));
-  if (!response.ok) throw new Error(`www/models.json: HTTP ${response.status}`);
-  models = (await response.json()).models;
-  for (const m of models) {
-    const option = document.createElement("option");
-    option.value = m.id;
-    const estimate = m.validation.folds ? "expected accuracy (cross-validated)" : "validation accuracy";
-    option.textContent = `${m.title} — ${megabytes(downloadBytes(m))}, ${pct(m.validation.accuracy)} ${estimate}`;
-    $("model").append(option);
+// Choosing WebGPU in the Backend menu: said at once where there is no adapter, and asked
+// first where it is a software one (minutes to load, seconds an answer).
+async function chooseBackend(choice) {
+  $("gpu-warning").hidden = true;
+  if (choice === "webgpu") {
+    const adapter = await adapterInfo();
+    if (adapter.kind === "none") return keepBackend(`WebGPU cannot be used: ${adapter.why}; still on ${onWhat()}.`);
+    if (adapter.kind === "software") {
+      $("gpu-warning-text").textContent = `This browser's WebGPU adapter (${adapter.name}) is a software fallback: on it, loading the model can take minutes and each answer seconds, where the CPU answers in a fraction of a second.`;
+      $("gpu-warning").hidden = false;
+      $("gpu-go").focus();
+      return;
+    }
   }
+  useBackend(choice);
 }
 
-// What the model is expected to score on new pairs: cross-validated means ± their standard
-// deviation over the folds, or (older folders) one validation split's numbers; and where its
-// errors go, from the folder's metrics.json.
-async function showMetrics(model) {
-  const v = model.validation;
-  const score = (name, i, x) =>
-    v.sd ? `${name} ${(x * 100).toFixed(1)} ± ${(v.sd[i] * 100).toFixed(1)} %` : `${name} ${pct(x)}`;
-  const scores = [score("accuracy", 0, v.accuracy), score("macro-F1", 1, v.macro_f1), score("weighted-F1", 2, v.weighted_f1)];
-  const how = v.folds
-    ? `Expected on new pairs (${v.folds}-fold cross-validation over ${v.pairs.toLocaleString("en")} labelled pairs; the model was then trained on all of them)`
-    : `Validation (${v.pairs} pairs)`;
-  $("metrics-text").textContent = `${how}: ${scores.join(", ")}.`;
-  $("confusion").dataset.model = model.id;
-  try {
-    const response = await fetch(new URL(`${model.id}/metrics.json`, import.meta.url));
-    const metrics = (await response.json()).validation;
-    if ($("confusion").dataset.model !== model.id) return;
-    const labels = metrics.per_class.map((c) => c.label);
-    const caption = v.folds ? "Where the answers went, over the cross-validation folds" : "Where the answers went, on the validation split";
-    $("confusion").replaceChildren(confusionTable(labels, metrics.confusion, caption));
-  } catch {
-    $("confusion").replaceChildren();
-  }
+const onWhat = () => (serving.backend === "webgpu" ? "WebGPU" : "the CPU");
+
+// The menu back on the choice that is serving, with `text` saying why.
+function keepBackend(text) {
+  closeWarning();
+  backendChoice = serving.choice ?? backendChoice;
+  $("backend-choice").value = backendChoice;
+  if (text) showError(text);
+}
+
+// The WebGPU question answered: it goes, and the focus goes back to the menu it came from.
+function closeWarning() {
+  const focused = $("gpu-warning").contains(document.activeElement);
+  $("gpu-warning").hidden = true;
+  if (focused) $("backend-choice").focus();
+}
+
+function useBackend(choice) {
+  closeWarning();
+  backendChoice = choice;
+  remember = true; // once it has loaded: a choice that fails must not fail every later visit
+  keepInAddress("backend", null); // a ?backend= would override the choice on the next visit
+  loadModel($("model").value);
 }
 
 function wire() {
@@ -344,19 +358,23 @@ function wire() {
     updateCount();
     updateButton();
   });
+  // Ctrl+Enter (or Cmd+Enter) in the caption classifies.
+  $("caption").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      $("form").requestSubmit();
+    }
+  });
   $("form").addEventListener("submit", (e) => {
     e.preventDefault();
-    if (!$("classify").disabled) classify();
+    if (!$("classify").disabled && !busy) classify();
   });
   $("clear").addEventListener("click", clearAll);
   $("model").addEventListener("change", () => loadModel($("model").value));
   $("backend-choice").value = backendChoice;
-  $("backend-choice").addEventListener("change", () => {
-    backendChoice = $("backend-choice").value;
-    remember = true; // once it has loaded: a choice that fails must not fail every later visit
-    keepInAddress("backend", null); // a ?backend= would override the choice on the next visit
-    loadModel($("model").value);
-  });
+  $("backend-choice").addEventListener("change", () => chooseBackend($("backend-choice").value));
+  $("gpu-go").addEventListener("click", () => useBackend("webgpu"));
+  $("gpu-stay").addEventListener("click", () => keepBackend(null));
   wireFolder();
 }
 
@@ -367,46 +385,40 @@ function keepInAddress(name, value) {
   history.replaceState(null, "", `${location.pathname}${params.size ? `?${params}` : ""}`);
 }
 
-const STAGES = {
-  engine: "Downloading the engine",
-  model: "Downloading the model",
-  preparing: "Preparing the model",
-  warming: "Warming up",
-};
-
-function showProgress({ stage, loaded, total, fromCache }) {
-  $("progress-label").textContent = STAGES[stage] ?? stage;
-  if (total) {
-    $("progress").value = loaded / total;
-    const cached = fromCache ? " (from cache)" : "";
-    $("progress-text").textContent = `${megabytes(loaded)} of ${megabytes(total)}${cached}`;
-  } else {
-    $("progress").removeAttribute("value"); // indeterminate while preparing
-    $("progress-text").textContent = "";
+// Why a load failed, in words: no network, no WebGPU adapter, or what the worker said.
+async function loadFailure(e, model, backend) {
+  if (offline(e)) {
+    const available = (await cachedModels(models)).map((m) => m.title);
+    const which = available.length ? `available offline: ${available.join(", ")}` : "no model is available offline yet";
+    return `${model.title} could not be loaded: the page is offline, and this browser has not downloaded it (${which}).`;
   }
+  if (backend === "webgpu" && ready) return `WebGPU could not be used (${message(e)}); still on ${onWhat()}.`;
+  return `The model could not be loaded: ${message(e)}`;
 }
 
 // Load (or switch to) the model `id` of the manifest; the previous model keeps answering until
-// the new one is ready, and stays (in the menu too) if the new one fails.
+// the new one is ready, and stays (in the menus too) if the new one fails.
 async function loadModel(id, { keepError = false } = {}) {
   const generation = ++loading;
   const model = models.find((m) => m.id === id);
   const base = new URL(`${id}/`, import.meta.url).href;
+  const backend = backendChoice;
   if (!keepError) clearError();
   $("loader").hidden = false;
-  showProgress({ stage: "model", loaded: 0, total: downloadBytes(model) });
+  const progress = new LoadProgress(model);
   showMetrics(model);
   try {
     const started = performance.now();
-    const onProgress = (p) => generation === loading && showProgress(p);
-    const loaded = await request("load", { base, model, backend: backendChoice }, onProgress);
+    const onProgress = (p) => generation === loading && progress.show(p);
+    const loaded = await request("load", { base, model, backend }, onProgress);
     if (generation !== loading) return;
     current = model;
     limits = loaded.limits ?? {};
     ready = true;
+    serving.choice = backend;
     if (remember) {
       remember = false;
-      store(BACKEND_KEY, backendChoice);
+      store(BACKEND_KEY, backend);
     }
     store(MODEL_KEY, id);
     keepInAddress("model", id === models[0].id ? null : id);
@@ -419,11 +431,26 @@ async function loadModel(id, { keepError = false } = {}) {
     document.body.dataset.model = id;
   } catch (e) {
     if (generation !== loading) return;
+    remember = false;
+    const adapter = !ready && backend === "webgpu" ? await adapterInfo() : null;
+    if (generation !== loading) return; // another load began meanwhile
+    if (adapter?.kind === "none") {
+      // A link or an earlier visit asked for WebGPU, which this browser lacks: the CPU serves
+      // (and a remembered choice is forgotten, so the next visit does not fail first).
+      showError(`WebGPU cannot be used: ${adapter.why}; loading on the CPU instead.`);
+      backendChoice = "auto";
+      $("backend-choice").value = backendChoice;
+      if (stored(BACKEND_KEY) === "webgpu") store(BACKEND_KEY, "auto");
+      return loadModel(id, { keepError: true });
+    }
+    const why = await loadFailure(e, model, backend);
+    if (generation !== loading) return;
     if (!ready) $("backend").textContent = "not loaded";
-    showError(`The model could not be loaded: ${message(e)}`);
+    showError(why);
     if (current) {
       $("model").value = current.id;
       showMetrics(current);
+      keepBackend(null);
     }
   } finally {
     if (generation === loading) $("loader").hidden = true;
@@ -437,7 +464,7 @@ async function main() {
   loadSamples();
   navigator.serviceWorker?.register(new URL("../sw.js", import.meta.url)).catch(() => {});
   try {
-    await loadManifest();
+    models = await loadManifest();
   } catch (e) {
     $("backend").textContent = "not loaded";
     showError(`The page could not start: ${message(e)}`);

@@ -11,6 +11,8 @@
 // Two builds of the module: pkg/cpu (Burn's flex backend, small) always comes first;
 // pkg/webgpu is fetched only where the browser has a hardware WebGPU adapter.
 
+import { adapterInfo } from "./gpu.js";
+
 const modules = {}; // kind ("cpu" | "webgpu") → the initialised wasm-bindgen module
 const memories = {}; // kind → that module's linear memory (it grows, and never shrinks)
 let classifier = null; // the WebClassifier answering now
@@ -74,45 +76,14 @@ async function inspect({ image }) {
   return classifier.inspect(new Uint8Array(image));
 }
 
-// One pair of a folder, from its files' bytes, the way the native `predict --list` reads it:
-// the caption decoded as the trainer does; an empty caption leaves the picture alone, and a
-// picture that cannot be read leaves the caption alone (said in `note`).
+// One pair of a folder, from its files' bytes, under the model crate's rule for folders
+// (what `predict --list` runs): the caption decoded as the trainer reads it, an empty one
+// leaving the picture alone, an unreadable picture the caption alone, each said in `notes`.
 async function pair({ image, caption }) {
   if (!classifier) throw new Error("no model is loaded yet");
   asked++;
-  const glue = await modules[classifier.backend];
-  const text = caption ? glue.decodeCaption(new Uint8Array(caption)) : "";
-  const bytes = image ? new Uint8Array(image) : undefined;
-  return exclusive(async () => {
-    const notes = [];
-    if (!text.trim() && bytes) notes.push("empty caption: the picture alone");
-    try {
-      const r = await classifier.classify(bytes, text.trim() ? text : undefined);
-      return { ...r, caption: text, note: notes.join("; ") };
-    } catch (e) {
-      if (!bytes || !text.trim()) throw e;
-      const r = await classifier.classify(undefined, text);
-      return { ...r, caption: text, note: `picture unreadable (${message(e)}): the caption alone` };
-    }
-  });
-}
-
-// What the browser's WebGPU adapter is: {hardware: true, name} where it is worth trying, else
-// {hardware: false, why}. A software fallback (SwiftShader) is far slower than the CPU build.
-async function adapterInfo() {
-  if (!navigator.gpu) return { hardware: false, why: "this browser has no WebGPU" };
-  try {
-    const adapter = await navigator.gpu.requestAdapter();
-    if (!adapter) return { hardware: false, why: "this browser offers no WebGPU adapter" };
-    const info = adapter.info ?? {};
-    const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(" ") || "unnamed";
-    if (info.isFallbackAdapter ?? adapter.isFallbackAdapter ?? false) {
-      return { hardware: false, why: `the WebGPU adapter (${name}) is a software fallback, far slower than the CPU` };
-    }
-    return { hardware: true, name };
-  } catch (e) {
-    return { hardware: false, why: `WebGPU is unavailable: ${message(e)}` };
-  }
+  const bytes = (b) => (b ? new Uint8Array(b) : undefined);
+  return exclusive(() => classifier.classifyPair(bytes(image), bytes(caption)));
 }
 
 const ms = (x) => `${x.toFixed(1)} ms`;
@@ -124,7 +95,9 @@ const ms = (x) => `${x.toFixed(1)} ms`;
 async function load(id, { base, model, backend }) {
   const generation = ++loading;
   const progress = (stage, detail = {}) => post({ id, type: "progress", stage, ...detail });
-  const adapter = backend === "auto" ? await adapterInfo() : null;
+  const adapter = backend === "cpu" ? null : await adapterInfo();
+  // Forced WebGPU without an adapter: said in words, before any download.
+  if (backend === "webgpu" && adapter.kind === "none") throw new Error(`${adapter.why}`);
   const kind = backend === "webgpu" ? "webgpu" : "cpu";
   const files = download(base, model, progress);
   files.catch(() => {}); // awaited below, unless the module fails first
@@ -134,12 +107,12 @@ async function load(id, { base, model, backend }) {
   const why = {
     cpu: "the CPU was chosen in the Backend menu",
     webgpu: "WebGPU was chosen in the Backend menu",
-    auto: adapter?.hardware ? `trying WebGPU (${adapter?.name}) in the background` : adapter?.why,
+    auto: adapter?.kind === "hardware" ? `trying WebGPU (${adapter?.name}) in the background` : adapter?.why,
   }[backend];
   const { fromCache } = await files;
   const limits = ready.next.limits;
   post({ id, type: "loaded", backend: ready.next.backend, warm: ready.warm, fromCache, why, limits });
-  if (adapter?.hardware) await compare(id, generation, files, ready.warm, adapter.name);
+  if (backend === "auto" && adapter.kind === "hardware") await compare(id, generation, files, ready.warm, adapter.name);
 }
 
 // Build the model on WebGPU too, and keep it only if a warm classification there is faster.

@@ -2,12 +2,12 @@
 /* eslint-disable */
 export const memory: WebAssembly.Memory;
 export const __wbg_webclassifier_free: (a: number, b: number) => void;
-export const decodeCaption: (a: number, b: number) => [number, number];
 export const hasWebGpu: () => number;
 export const noop: () => void;
 export const start: () => void;
 export const webclassifier_backend: (a: number) => [number, number];
 export const webclassifier_classify: (a: number, b: number, c: number, d: number, e: number) => any;
+export const webclassifier_classifyPair: (a: number, b: number, c: number, d: number, e: number) => any;
 export const webclassifier_create: (a: any, b: number, c: number) => any;
 export const webclassifier_explain: (a: number, b: number, c: number, d: number, e: number, f: number) => any;
 export const webclassifier_fromBytes: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number) => any;

@@ -9,6 +9,13 @@ export class WebClassifier {
     free(): void;
     [Symbol.dispose](): void;
     /**
+     * Classify one pair of a folder from its files' bytes, under the model crate's rule for
+     * folders ([`Classifier::prepare_any`]): the caption decoded as the trainer reads the data
+     * set, an empty one leaving the picture alone, an unreadable picture the caption alone,
+     * each said in `notes`. Resolves to `classify`'s answer plus `caption`, the decoded text.
+     */
+    classifyPair(image?: Uint8Array | number[] | null, caption?: Uint8Array | number[] | null): Promise<any>;
+    /**
      * Classify a picture (JPEG/PNG bytes) and/or a caption. Resolves to `{label, labels,
      * fused, image, text, backend, ms}`; rejects with a message on bad input.
      */
@@ -67,12 +74,6 @@ export class WebClassifier {
 }
 
 /**
- * A caption file's bytes as text, decoded the way the trainer reads the data set (UTF-8, else
- * GBK, else Windows-1252): the page's folder mode reads `.txt` captions with it.
- */
-export function decodeCaption(bytes: Uint8Array | number[]): string;
-
-/**
  * Whether this build can run on WebGPU.
  */
 export function hasWebGpu(): boolean;
@@ -92,12 +93,12 @@ export type InitInput = RequestInfo | URL | Response | BufferSource | WebAssembl
 export interface InitOutput {
     readonly memory: WebAssembly.Memory;
     readonly __wbg_webclassifier_free: (a: number, b: number) => void;
-    readonly decodeCaption: (a: number, b: number) => [number, number];
     readonly hasWebGpu: () => number;
     readonly noop: () => void;
     readonly start: () => void;
     readonly webclassifier_backend: (a: number) => [number, number];
     readonly webclassifier_classify: (a: number, b: number, c: number, d: number, e: number) => any;
+    readonly webclassifier_classifyPair: (a: number, b: number, c: number, d: number, e: number) => any;
     readonly webclassifier_create: (a: any, b: number, c: number) => any;
     readonly webclassifier_explain: (a: number, b: number, c: number, d: number, e: number, f: number) => any;
     readonly webclassifier_fromBytes: (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number) => any;

@@ -2,7 +2,7 @@
 MPNetModel key names (model.safetensors, config.json) and, in expected.json, the sentence
 embeddings this independent numpy forward pass gives for a few token rows. The Rust port
 (src/mpnet.rs) must reproduce them; the same numpy pass reproduced the real
-all-mpnet-base-v2's embeddings to 5 decimals by hand (README, Pretrained encoders).
+all-mpnet-base-v2's embeddings to 5 decimals by hand (docs/training.md, Pretrained encoders).
 
     python3 scripts/reference/tiny_mpnet.py   # needs numpy
 """

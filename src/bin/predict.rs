@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use burn::prelude::Device;
 use clap::Parser;
 use mvsa_model::preprocess::decode_caption;
-use mvsa_model::{Classifier, Pair, Prediction, Prepared};
+use mvsa_model::{Classifier, Note, NoteKind, Pair, Prediction, Prepared};
 use mvsa_sentiment::cli::{self, Bars};
 use mvsa_sentiment::data::{self, LabFolder};
 use mvsa_sentiment::progress::Progress;
@@ -52,7 +52,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn load(dir: &Path) -> Result<Classifier> {
-    mvsa_sentiment::integrity::verify_listed(dir)?;
+    mvsa_sentiment::listing::verify_listed(dir)?;
     Classifier::load(dir, &Device::flex())
         .with_context(|| format!("cannot load the model folder {}", dir.display()))
 }
@@ -113,12 +113,14 @@ fn to_json(p: &Prediction) -> Value {
             "fused": probs(&Some(p.scores.fused.clone())),
             "image": probs(&p.scores.image),
             "text": probs(&p.scores.text),
-        }
+        },
+        "notes": p.notes.iter().map(|n| n.text.clone()).collect::<Vec<_>>(),
     })
 }
 
-/// Classify every guid of `list`. A pair whose picture cannot be read is classified from its
-/// caption alone, with a warning; a pair whose caption cannot be read is an error.
+/// Classify every guid of `list` under the model crate's rule for a folder's pairs
+/// ([`Classifier::prepare_any`]): an empty caption leaves the picture alone, a picture that
+/// cannot be read (or is missing) the caption alone, each with a warning naming the file.
 fn predict_list(
     classifier: &Classifier,
     data_dir: &Path,
@@ -134,44 +136,32 @@ fn predict_list(
     let mut fallbacks = 0;
     for row in &rows {
         let guid = &row.guid;
-        let mut warn = |what: String| {
-            progress.note(&format!("warning: guid {guid}: {what}"));
-            fallbacks += 1;
-        };
+        let warn = |what: &str| progress.note(&format!("warning: guid {guid}: {what}"));
         let caption = folder.read_caption(guid)?;
-        let caption = if caption.is_empty() {
-            warn(format!(
-                "{} is empty; using the picture alone",
-                folder.caption_path(guid).display()
-            ));
-            None
-        } else {
-            Some(caption)
-        };
         let image = match folder.read_image(guid) {
             Ok(bytes) => Some(bytes),
             Err(e) => {
-                warn(format!("{e:#}; using the caption alone"));
+                warn(&format!("{e:#}; using the caption alone"));
                 None
             }
         };
         let pair = Pair {
             image: image.as_deref(),
-            caption: caption.as_deref(),
+            caption: Some(&caption),
         };
-        let pair: Prepared = match classifier.prepare(pair) {
-            Ok(pair) => pair,
-            Err(e) if image.is_some() && caption.is_some() => {
-                let path = folder.image_path(guid);
-                warn(format!("{}: {e}; using the caption alone", path.display()));
-                let caption_only = Pair {
-                    image: None,
-                    ..pair
-                };
-                classifier.prepare(caption_only)?
-            }
-            Err(e) => bail!("guid {guid}: cannot classify ({e})"),
-        };
+        let pair: Prepared = classifier
+            .prepare_any(pair)
+            .with_context(|| format!("guid {guid}: cannot classify"))?;
+        // A missing picture was warned about above, with the reason it could not be read.
+        let said = |n: &&Note| n.kind != NoteKind::PictureMissing;
+        for note in pair.notes.iter().filter(said) {
+            let path = match note.kind {
+                NoteKind::PictureUnreadable => folder.image_path(guid),
+                _ => folder.caption_path(guid),
+            };
+            warn(&format!("{}: {}", path.display(), note.text));
+        }
+        fallbacks += usize::from(pair.image.is_none() || pair.tokens.is_none());
         prepared.push(pair);
         progress.advance(1, None);
     }

@@ -10,6 +10,7 @@ use mvsa_model::ModelConfig;
 use mvsa_model::config::{Fusion, ImageBranchConfig, TextBranchConfig};
 use mvsa_sentiment::Trainer;
 use mvsa_sentiment::cli::{self, Bars};
+use mvsa_sentiment::listing;
 use mvsa_sentiment::pretrained::EncoderFiles;
 use mvsa_sentiment::progress::{Progress, Quiet};
 use mvsa_sentiment::report::{self, MetricsFile};
@@ -216,10 +217,10 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<()> {
     if let Some(dir) = &args.register {
-        report::upgrade(dir)?;
+        listing::upgrade(dir)?;
         report::draw(dir, &MetricsFile::read(dir)?)?;
-        let manifest = report::manifest_beside(dir);
-        report::register(dir, &manifest)?;
+        let manifest = listing::manifest_beside(dir);
+        listing::register(dir, &manifest)?;
         println!("{} listed in {}", dir.display(), manifest.display());
         return Ok(());
     }

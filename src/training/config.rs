@@ -131,7 +131,7 @@ fn default_finetune_image_lr() -> f64 {
 
 /// How the model learns, decided once from the config.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Regime {
+pub enum RegimeKind {
     /// Every encoder from scratch, trained end to end with augmentation.
     Scratch,
     /// Frozen pretrained encoders: heads on their cached features.
@@ -236,7 +236,7 @@ impl TrainingOptions {
 
 impl TrainingConfig {
     /// The run's regime, and the checks that the options suit the model.
-    pub fn regime(&self) -> Result<Regime> {
+    pub fn regime(&self) -> Result<RegimeKind> {
         let o = &self.options;
         let regime = self.decide()?;
         ensure!(
@@ -245,8 +245,8 @@ impl TrainingConfig {
             o.distil
         );
         let taught = match regime {
-            Regime::Mixed => true,
-            Regime::FineTune { .. } => self.model.image.is_some() && self.model.text.is_some(),
+            RegimeKind::Mixed => true,
+            RegimeKind::FineTune { .. } => self.model.image.is_some() && self.model.text.is_some(),
             _ => false,
         };
         ensure!(
@@ -262,7 +262,7 @@ impl TrainingConfig {
         Ok(regime)
     }
 
-    fn decide(&self) -> Result<Regime> {
+    fn decide(&self) -> Result<RegimeKind> {
         let o = &self.options;
         ensure!(o.epochs > 0, "--epochs must be at least 1");
         ensure!(o.batch_size > 0, "--batch-size must be at least 1");
@@ -291,7 +291,7 @@ impl TrainingConfig {
                 o.finetune_image_layers == 0,
                 "--finetune-image-layers: the picture encoder is trained from scratch already"
             );
-            return Ok(Regime::Scratch);
+            return Ok(RegimeKind::Scratch);
         }
         if !pretrained.iter().all(|p| *p) {
             ensure!(
@@ -304,7 +304,7 @@ impl TrainingConfig {
                 o.finetune_image_layers == 0,
                 "--finetune-image-layers needs the MiniLM caption branch next to the picture"
             );
-            return Ok(Regime::Mixed);
+            return Ok(RegimeKind::Mixed);
         }
         match self.model.text.as_ref().map(|b| &b.encoder) {
             Some(TextEncoderConfig::MinilmL6(shape))
@@ -320,7 +320,7 @@ impl TrainingConfig {
                     o.finetune_image_layers == 0 || self.model.image.is_some(),
                     "--finetune-image-layers needs the picture branch"
                 );
-                Ok(Regime::FineTune {
+                Ok(RegimeKind::FineTune {
                     layers: o.finetune_layers,
                     image_layers: o.finetune_image_layers,
                 })
@@ -331,7 +331,7 @@ impl TrainingConfig {
                     o.finetune_image_layers == 0,
                     "--finetune-image-layers needs the MiniLM caption branch next to the picture"
                 );
-                Ok(Regime::Heads)
+                Ok(RegimeKind::Heads)
             }
         }
     }
@@ -351,7 +351,7 @@ mod tests {
         image: Option<ImageBranchConfig>,
         text: Option<TextBranchConfig>,
         finetune: Option<usize>,
-    ) -> Result<Regime> {
+    ) -> Result<RegimeKind> {
         let model = ModelConfig::new(image, text);
         let mut options = TrainingOptions::preset(&model, finetune, 0);
         if let Some(layers) = finetune {
@@ -367,23 +367,23 @@ mod tests {
         let mobilenet = || Some(ImageBranchConfig::mobilenet_v2());
         assert_eq!(
             regime(scratch_image(), scratch_text(), None).unwrap(),
-            Regime::Scratch
+            RegimeKind::Scratch
         );
         assert_eq!(
             regime(mobilenet(), Some(minilm()), None).unwrap(),
-            Regime::FineTune {
+            RegimeKind::FineTune {
                 layers: 2,
                 image_layers: 0
             }
         );
         assert_eq!(
             regime(mobilenet(), Some(minilm()), Some(0)).unwrap(),
-            Regime::Heads
+            RegimeKind::Heads
         );
-        assert_eq!(regime(mobilenet(), None, None).unwrap(), Regime::Heads);
+        assert_eq!(regime(mobilenet(), None, None).unwrap(), RegimeKind::Heads);
         assert_eq!(
             regime(None, Some(minilm()), Some(6)).unwrap(),
-            Regime::FineTune {
+            RegimeKind::FineTune {
                 layers: 6,
                 image_layers: 0
             }
@@ -392,7 +392,7 @@ mod tests {
         // The small model: MobileNetV2's features beside a BiLSTM, on scratch's schedule.
         assert_eq!(
             regime(mobilenet(), scratch_text(), None).unwrap(),
-            Regime::Mixed
+            RegimeKind::Mixed
         );
         let small = ModelConfig::new(mobilenet(), scratch_text());
         assert_eq!(TrainingOptions::preset(&small, None, 0).epochs, 12);
@@ -406,10 +406,10 @@ mod tests {
             let model = model.clone();
             TrainingConfig { model, options }.regime()
         };
-        assert_eq!(distilled(&small, 0.5).unwrap(), Regime::Mixed);
+        assert_eq!(distilled(&small, 0.5).unwrap(), RegimeKind::Mixed);
         assert!(distilled(&small, 1.5).is_err());
         let default = ModelConfig::new(mobilenet(), Some(minilm()));
-        let fine_tuned = Regime::FineTune {
+        let fine_tuned = RegimeKind::FineTune {
             layers: 2,
             image_layers: 0,
         };
@@ -441,7 +441,7 @@ mod tests {
             let model = model.clone();
             TrainingConfig { model, options }.regime()
         };
-        let both = Regime::FineTune {
+        let both = RegimeKind::FineTune {
             layers: 0,
             image_layers: 2,
         };

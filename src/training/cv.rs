@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::EpochLog;
 use super::config::{Selection, TrainingOptions};
 use super::evaluate::Evaluation;
-use super::fit::{self, Labelled, Regime, Stop};
+use super::fit::{self, Stop};
+use super::regime::{Labelled, Regime};
 use super::split::stratified_folds;
 use crate::progress::Progress;
 

@@ -15,8 +15,9 @@ use mvsa_model::ModelConfig;
 use mvsa_model::model::{Precomputed, SentimentModel, feature_batch};
 
 use super::config::TrainingOptions;
-use super::fit::{self, Labelled, Stop};
+use super::fit::{self, Stop};
 use super::heads::{Features, Heads};
+use super::regime::Labelled;
 use super::split::stratified_split;
 use crate::progress::{Progress, Quiet};
 

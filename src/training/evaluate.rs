@@ -7,7 +7,7 @@ use burn::prelude::*;
 use mvsa_model::metrics::{Metrics, argmax};
 use mvsa_model::model::{Scores, SentimentModel};
 
-use super::fit::{Labelled, Regime};
+use super::regime::{Labelled, Regime};
 
 /// Validation numbers of one model: mean cross-entropy of the fused output, and metrics of the
 /// fused output and of each branch head.

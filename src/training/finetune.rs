@@ -16,7 +16,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 
 use super::distil::{Identified, Taught, Teacher};
-use super::fit::{Batch, Labelled, Regime, labels};
+use super::regime::{Batch, Labelled, Regime, labels};
 use crate::progress::Progress;
 
 pub struct FineTune {

@@ -8,7 +8,7 @@ use mvsa_model::ModelConfig;
 use mvsa_model::model::{Precomputed, SentimentModel, feature_batch};
 use rand::rngs::StdRng;
 
-use super::fit::{Batch, Labelled, Regime, labels};
+use super::regime::{Batch, Labelled, Regime, labels};
 
 pub struct Heads {
     config: ModelConfig,

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use mvsa_model::model::ModelOutput;
 
 use super::config::TrainingOptions;
-use super::fit::Labelled;
+use super::regime::Labelled;
 use crate::progress::Progress;
 
 /// Cross-entropy weighted by class, (majority count / class count) ^ power, on the fused output

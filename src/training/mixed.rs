@@ -12,8 +12,8 @@ use mvsa_model::preprocess::{TextPreprocessor, Tokens};
 use rand::rngs::StdRng;
 
 use super::distil::{Identified, Taught, Teacher};
-use super::fit::{Batch, Labelled, Regime, labels};
 use super::heads::stack;
+use super::regime::{Batch, Labelled, Regime, labels};
 use super::scratch::Captions;
 use crate::data::Sample;
 use crate::progress::Progress;

@@ -1,12 +1,13 @@
 //! Training: the run's config and regime ([`config`]), the stratified split and folds
 //! ([`split`]), cross-validation over the folds ([`cv`]), the frozen encoders' cached outputs
-//! ([`inputs`]), one generic epoch loop ([`fit`]) and its loss ([`loss`]), evaluation
-//! ([`evaluate`]) and one type per regime: [`scratch::Scratch`] (end to end, augmented),
+//! ([`inputs`]), what a regime is ([`regime`]: the trait every way of training implements),
+//! one generic epoch loop ([`fit`]) and its loss ([`loss`]), evaluation ([`evaluate`]) and one
+//! type per regime: [`scratch::Scratch`] (end to end, augmented),
 //! [`heads::Heads`] (heads on cached features), [`mixed::Mixed`] (cached picture features
 //! beside a scratch caption encoder, optionally distilled from a [`distil::Teacher`]),
 //! [`finetune::FineTune`] (heads plus MiniLM's top layers on cached lower states, and
 //! optionally the picture encoder's top layers on cached activations).
-//! Nothing here writes files; [`crate::trainer`] runs the stages and [`crate::report`] records
+//! Nothing here writes files; [`crate::pipeline`] runs the stages and [`crate::report`] records
 //! them.
 
 pub mod config;
@@ -19,12 +20,13 @@ pub mod heads;
 pub mod inputs;
 pub mod loss;
 pub mod mixed;
+pub mod regime;
 pub mod scratch;
 pub mod split;
 
 use serde::{Deserialize, Serialize};
 
-pub use config::{Regime, Selection, TrainingConfig, TrainingOptions};
+pub use config::{RegimeKind, Selection, TrainingConfig, TrainingOptions};
 
 /// One epoch of training, as `metrics.json` and the training curves record it.
 #[derive(Clone, Debug, Serialize, Deserialize)]

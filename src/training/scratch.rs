@@ -11,7 +11,7 @@ use mvsa_model::preprocess::{ImagePreprocessor, TextPreprocessor, Tokens};
 use rand::Rng;
 use rand::rngs::StdRng;
 
-use super::fit::{Batch, Labelled, Regime, labels};
+use super::regime::{Batch, Labelled, Regime, labels};
 use crate::data::Sample;
 use crate::tokenizer::UNK;
 

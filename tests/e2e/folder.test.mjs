@@ -66,6 +66,8 @@ test("after one visit the page opens and classifies offline, with either model a
   await page.locator("#result").waitFor({ state: "visible", timeout: WORK });
   assert.equal(await page.locator("#error").isHidden(), true, await page.locator("#error").textContent());
   assert.equal(await page.locator("#result").getAttribute("data-model"), "model-small");
+  // Its confusion matrix too (each model's metrics.json is cached when the page installs).
+  await page.waitForSelector('#confusion[data-model="model-small"] table', { timeout: WORK });
   assert.deepEqual(errors, []);
   await context.close();
 });

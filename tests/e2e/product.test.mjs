@@ -58,7 +58,12 @@ test("a failed model switch keeps the menu on the model that answers; a good one
   await context.setOffline(true);
   await page.selectOption("#model", "model-small");
   await page.locator("#error").waitFor({ state: "visible", timeout: WORK });
-  assert.match(await page.locator("#error").textContent(), /could not be loaded/);
+  // Said as what it is: offline, and which models this browser holds for offline use.
+  const title = JSON.parse(readFileSync(path.join(root, "www/models.json"), "utf8")).models[0].title;
+  const said = await page.locator("#error").textContent();
+  assert.match(said, /could not be loaded: the page is offline, and this browser has not downloaded it \(available offline: /);
+  assert.ok(said.includes(`available offline: ${title})`), said);
+  assert.doesNotMatch(said, /Failed to fetch/);
   assert.equal(await page.locator("#model").inputValue(), "model");
   assert.doesNotMatch(page.url(), /model=/);
   await context.setOffline(false);
@@ -105,7 +110,7 @@ test("a chosen file is checked at once: non-pictures and damaged pictures are re
   const cut = { name: "cut.jpg", mimeType: "image/jpeg", buffer: jpeg.subarray(0, Math.floor(jpeg.length / 3)) };
   await page.setInputFiles("#file", cut);
   await page.waitForFunction(() => /cut\.jpg/.test(document.querySelector("#error").textContent));
-  assert.match(await page.locator("#error").textContent(), /damaged or cut short/);
+  assert.match(await page.locator("#error").textContent(), /cut short: it stops before its end-of-image marker/);
   assert.ok(await page.locator("#classify").isDisabled());
 
   // A WebP (Chromium's canvas encodes one) and a 1 x 1 GIF are read and classified.

@@ -1,5 +1,5 @@
 // Reliability of the page over time, in headless Chromium: the wasm memory a huge picture
-// costs (the bound the README states), and a soak: hundreds of classifications in a row with
+// costs (the bound docs/testing.md states), and a soak: hundreds of classifications in a row with
 // model and backend switches, double clicks, input changed mid-classification and a model
 // switched during one; no error, no stale answer, no growth of wasm memory once warm.
 // SOAK_PAIRS sets the soak's length (default 300).
@@ -7,7 +7,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { WORK, browserSuite, root } from "../../scripts/harness.mjs";
+import { WORK, browserSuite, chooseMade, hugeJpeg, root, selectBackend } from "../../scripts/harness.mjs";
 
 const DATA = path.join(root, "tests/fixtures/mini/data");
 const SOAK_PAIRS = Number(process.env.SOAK_PAIRS ?? 300);
@@ -65,18 +65,6 @@ async function classifyExplained(page, pair) {
   return shown;
 }
 
-// A File made in the page (a canvas picture, or bytes) handed to the picture input.
-async function chooseMade(page, make) {
-  await page.evaluate(async (source) => {
-    const file = await new Function(`return (${source})`)()();
-    const transfer = new DataTransfer();
-    transfer.items.add(file);
-    const input = document.querySelector("#file");
-    input.files = transfer.files;
-    input.dispatchEvent(new Event("change"));
-  }, make.toString());
-}
-
 test("a huge picture costs the page's wasm memory at most 100 MB; a file over the size limit is refused unread", { timeout: 2 * WORK }, async () => {
   const { context, page, errors } = await open("backend=cpu");
   const small = pairs[0];
@@ -84,17 +72,7 @@ test("a huge picture costs the page's wasm memory at most 100 MB; a file over th
   const before = (await classifyExplained(page, small)).wasmBytes;
 
   const makers = {
-    "8000x8000 JPEG": async () => {
-      const canvas = new OffscreenCanvas(8000, 8000);
-      const g = canvas.getContext("2d");
-      const fill = g.createLinearGradient(0, 0, 8000, 8000);
-      fill.addColorStop(0, "#fc3");
-      fill.addColorStop(1, "#36c");
-      g.fillStyle = fill;
-      g.fillRect(0, 0, 8000, 8000);
-      const blob = await canvas.convertToBlob({ type: "image/jpeg", quality: 0.9 });
-      return new File([blob], "huge.jpg", { type: "image/jpeg" });
-    },
+    "8000x8000 JPEG": hugeJpeg,
     "3500x2900 PNG": async () => {
       const canvas = new OffscreenCanvas(3500, 2900);
       const g = canvas.getContext("2d");
@@ -136,7 +114,7 @@ const hasAdapter = (page) => page.evaluate(async () => Boolean(await navigator.g
 async function switchTo(page, { model, backend }) {
   const loaded = await page.evaluate(() => document.body.dataset.readyAt);
   if (model) await page.selectOption("#model", model);
-  if (backend) await page.selectOption("#backend-choice", backend);
+  if (backend) await selectBackend(page, backend);
   await page.waitForFunction((was) => document.body.dataset.readyAt !== was, loaded, { timeout: WORK });
 }
 

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::folder::ModelFiles;
 use crate::metrics::argmax;
 use crate::model::{PendingScores, Scores, SentimentModel, TokenBatch, image_batch};
-use crate::preprocess::{ImagePreprocessor, TextPreprocessor, Tokens};
+use crate::preprocess::{ImagePreprocessor, Reading, TextPreprocessor, Tokens};
 
 /// One pair as it arrives: picture bytes (JPEG/PNG) and/or a caption.
 #[derive(Clone, Copy, Debug, Default)]
@@ -21,20 +21,53 @@ pub struct Pair<'a> {
     pub caption: Option<&'a str>,
 }
 
-/// A classified pair: the winning label and the probabilities, in `labels`' order.
+/// A classified pair: the winning label, the probabilities in `labels`' order, and what the
+/// answer did not use as it was given.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Prediction {
     pub label: String,
     pub labels: Vec<String>,
     #[serde(flatten)]
     pub scores: Scores,
+    pub notes: Vec<Note>,
 }
 
-/// One pair, preprocessed and ready to batch.
-#[derive(Clone, Debug)]
+/// Why an answer rests on less than it was given, in words for a person (the page shows them
+/// on the answer, `predict` prints them).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Note {
+    pub kind: NoteKind,
+    pub text: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoteKind {
+    /// The caption is mostly in a script the model cannot read ([`Reading::foreign`]).
+    CaptionForeign,
+    /// The caption is longer than the model reads; its tail was not used.
+    CaptionCut,
+    /// A missing or empty caption: the picture alone (folders).
+    CaptionEmpty,
+    /// No picture: the caption alone (folders).
+    PictureMissing,
+    /// A picture that cannot be read: the caption alone (folders).
+    PictureUnreadable,
+}
+
+impl Note {
+    fn new(kind: NoteKind, text: impl Into<String>) -> Self {
+        let text = text.into();
+        Self { kind, text }
+    }
+}
+
+/// One pair, preprocessed and ready to batch, with the notes its answer will carry.
+#[derive(Clone, Debug, Default)]
 pub struct Prepared {
     pub image: Option<Vec<f32>>,
     pub tokens: Option<Tokens>,
+    pub notes: Vec<Note>,
 }
 
 pub struct Classifier {
@@ -114,7 +147,7 @@ impl Classifier {
         let Some(text) = &self.text else {
             return Ok(vec![Prepared {
                 image,
-                tokens: None,
+                ..Prepared::default()
             }]);
         };
         let caption = text.encode("a warm-up caption")?;
@@ -127,6 +160,7 @@ impl Classifier {
                 tokens: Some(Tokens {
                     ids: caption.ids.iter().copied().cycle().take(width).collect(),
                 }),
+                notes: Vec::new(),
             })
             .collect())
     }
@@ -153,16 +187,24 @@ impl Classifier {
     }
 
     /// Decode and tokenise one pair. Parts the model has no branch for are ignored; a pair with
-    /// nothing the model can use is an error.
+    /// nothing the model can use is an error. A caption the model cannot read (mostly in
+    /// another script) is left out where there is a picture, and said unreliable where there is
+    /// none; a caption longer than the model reads is said so.
     pub fn prepare(&self, pair: Pair) -> Result<Prepared> {
         let image = match (pair.image, &self.image) {
             (Some(bytes), Some(pre)) => Some(pre.preprocess(bytes)?),
             _ => None,
         };
+        let mut notes = Vec::new();
         let tokens = match (pair.caption, &self.text) {
             (Some(caption), Some(pre)) => {
                 pre.validate(caption)?;
-                Some(pre.encode(caption)?)
+                let reading = pre.reading(caption)?;
+                notes.extend(reading_notes(&reading, image.is_some(), pre));
+                match reading.foreign() && image.is_some() {
+                    true => None,
+                    false => Some(pre.encode(caption)?),
+                }
             }
             _ => None,
         };
@@ -173,7 +215,53 @@ impl Classifier {
                 _ => Error::NoInput,
             });
         }
-        Ok(Prepared { image, tokens })
+        Ok(Prepared {
+            image,
+            tokens,
+            notes,
+        })
+    }
+
+    /// [`Classifier::prepare`] under the rule for a folder's pairs (the page's folder mode and
+    /// `predict --list`), where a pair is classified from what can be read: a missing or empty
+    /// caption leaves the picture alone, a missing picture or one that cannot be read the
+    /// caption alone, each said in a note. An error only when neither part can be used.
+    pub fn prepare_any(&self, pair: Pair) -> Result<Prepared> {
+        let caption = pair.caption.filter(|c| !c.trim().is_empty());
+        let mut notes = Vec::new();
+        let one = |kind, text: &str| Note::new(kind, text);
+        match (pair.image.is_some(), pair.caption, caption.is_some()) {
+            (true, None, _) => {
+                notes.push(one(NoteKind::CaptionEmpty, "no caption: the picture alone"))
+            }
+            (true, Some(_), false) => notes.push(one(
+                NoteKind::CaptionEmpty,
+                "empty caption: the picture alone",
+            )),
+            (false, _, true) => notes.push(one(
+                NoteKind::PictureMissing,
+                "no picture: the caption alone",
+            )),
+            _ => {}
+        }
+        let pair = Pair { caption, ..pair };
+        let mut prepared = match self.prepare(pair) {
+            // Only the picture's own errors leave the caption alone; a caption's are the pair's.
+            Err(e @ (Error::Image(_) | Error::ImageTooLarge { .. }))
+                if caption.is_some() && self.text.is_some() =>
+            {
+                let text = format!("picture unreadable ({e}): the caption alone");
+                notes.push(Note::new(NoteKind::PictureUnreadable, text));
+                self.prepare(Pair {
+                    image: None,
+                    caption,
+                })?
+            }
+            prepared => prepared?,
+        };
+        notes.append(&mut prepared.notes);
+        prepared.notes = notes;
+        Ok(prepared)
     }
 
     /// Classify raw pairs (blocking read-back).
@@ -200,7 +288,7 @@ impl Classifier {
         for (members, pending) in self.forward_groups(batch)? {
             groups.push((members, pending.read()?));
         }
-        Ok(self.predictions(batch.len(), groups))
+        Ok(self.predictions(batch, groups))
     }
 
     /// [`Classifier::run`], reading the probabilities back asynchronously.
@@ -209,7 +297,7 @@ impl Classifier {
         for (members, pending) in self.forward_groups(batch)? {
             groups.push((members, pending.read_async().await?));
         }
-        Ok(self.predictions(batch.len(), groups))
+        Ok(self.predictions(batch, groups))
     }
 
     /// The model run once per group of pairs with the same parts: (members, probabilities).
@@ -269,18 +357,56 @@ impl Classifier {
         (images, tokens)
     }
 
-    /// Scores of each group back in batch order, as labelled predictions.
-    fn predictions(&self, n: usize, groups: Vec<(Vec<usize>, Vec<Scores>)>) -> Vec<Prediction> {
-        let mut out: Vec<Option<Prediction>> = vec![None; n];
+    /// Scores of each group back in batch order, as labelled predictions with their notes.
+    fn predictions(
+        &self,
+        batch: &[Prepared],
+        groups: Vec<(Vec<usize>, Vec<Scores>)>,
+    ) -> Vec<Prediction> {
+        let mut out: Vec<Option<Prediction>> = vec![None; batch.len()];
         for (members, scores) in groups {
             for (i, scores) in members.into_iter().zip(scores) {
                 out[i] = Some(Prediction {
                     label: self.config.labels[argmax(&scores.fused)].clone(),
                     labels: self.config.labels.clone(),
                     scores,
+                    notes: batch[i].notes.clone(),
                 });
             }
         }
         out.into_iter().flatten().collect()
     }
+}
+
+/// What an answer says about a caption the model reads only in part.
+fn reading_notes(reading: &Reading, picture: bool, pre: &TextPreprocessor) -> Vec<Note> {
+    let mut notes = Vec::new();
+    if reading.foreign() {
+        // Rounded down: a caption "mostly" in another script never reads as 50 % Latin.
+        let share = (reading.latin_share.unwrap_or(0.0) * 100.0).floor();
+        let said = "The caption is mostly in a script the model was not trained to read (it reads \
+                    English";
+        let text = match picture {
+            true => format!(
+                "{said}; {share:.0} % of its letters are Latin): the answer rests on \
+                             the picture alone."
+            ),
+            false => format!(
+                "{said}; {share:.0} % of its letters are Latin): this answer from \
+                              the caption alone is unreliable. Add the picture, or an English \
+                              caption."
+            ),
+        };
+        notes.push(Note::new(NoteKind::CaptionForeign, text));
+    }
+    if reading.cut() && !(reading.foreign() && picture) {
+        let tokens = pre.max_len();
+        let text = format!(
+            "The caption is longer than the model reads ({tokens} tokens): it read the first \
+             {} of its {} words; the rest was not used.",
+            reading.read, reading.words
+        );
+        notes.push(Note::new(NoteKind::CaptionCut, text));
+    }
+    notes
 }

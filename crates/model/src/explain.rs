@@ -10,12 +10,10 @@ use serde::Serialize;
 use crate::classifier::{Classifier, Pair, Prepared};
 use crate::error::Result;
 use crate::model::{PendingScores, Scores};
+use crate::preprocess::split_words;
 
 /// The largest grid side accepted: 8 x 8 cells is 64 image-encoder runs.
 pub const MAX_GRID: usize = 8;
-/// Words beyond this many are not hidden one by one (the model reads at most a few dozen
-/// tokens; a long caption's tail is truncated anyway).
-pub const MAX_WORDS: usize = 64;
 
 /// One word of the caption, with the whitespace before it, so that `before + word` over all
 /// words gives the caption back.
@@ -23,8 +21,10 @@ pub const MAX_WORDS: usize = 64;
 pub struct WordEffect {
     pub before: String,
     pub word: String,
+    /// Whether the model read this word (a caption's words past `max_len` tokens are cut off).
+    pub read: bool,
     /// Fused probability of each label with the whole pair, minus with this word hidden;
-    /// `None` for words past [`MAX_WORDS`].
+    /// `None` for words not read.
     pub effect: Option<Vec<f32>>,
 }
 
@@ -55,6 +55,8 @@ pub struct Explanation {
 pub struct Occlusion {
     labels: Vec<String>,
     words: Vec<(String, String)>,
+    /// How many of `words`, from the first, the model read.
+    read: usize,
     picture: Option<(u32, u32, [f32; 4], usize)>,
     hidden_words: Option<PendingScores>,
     hidden_cells: Option<PendingScores>,
@@ -73,15 +75,19 @@ impl Classifier {
             }
             _ => None,
         };
-        let words = match (pair.caption, &prepared.tokens) {
-            (Some(caption), Some(_)) => split_words(caption),
-            _ => Vec::new(),
+        let (words, read) = match (pair.caption, &prepared.tokens, self.text_preprocessor()) {
+            (Some(caption), Some(_), Some(pre)) => {
+                let words = split_words(caption);
+                let read = pre.words_read(&words)?;
+                (words, read)
+            }
+            _ => (Vec::new(), 0),
         };
         let (images, tokens) = self.inputs(&[&prepared]);
         let (image_features, text_features) = self.model().encode(images, tokens);
         let hidden_words = match (&text_features, pair.caption) {
             (Some(_), Some(_)) => {
-                let variants = self.word_variants(&words)?;
+                let variants = self.word_variants(&words, read)?;
                 let n = variants.len();
                 let refs: Vec<&Prepared> = variants.iter().collect();
                 let (_, tokens) = self.inputs(&refs);
@@ -106,6 +112,7 @@ impl Classifier {
         Ok(Occlusion {
             labels: self.config().labels.clone(),
             words,
+            read,
             picture,
             hidden_words,
             hidden_cells,
@@ -117,14 +124,15 @@ impl Classifier {
         self.occlude(pair, grid)?.read()
     }
 
-    /// The whole caption first, then the caption without each of its first [`MAX_WORDS`] words.
-    fn word_variants(&self, words: &[(String, String)]) -> Result<Vec<Prepared>> {
+    /// The whole caption first, then the caption without each of its first `read` words (the
+    /// ones the model reads).
+    fn word_variants(&self, words: &[(String, String)], read: usize) -> Result<Vec<Prepared>> {
         let Some(text) = self.text_preprocessor() else {
             return Ok(Vec::new());
         };
         let whole: String = words.iter().map(|(b, w)| format!("{b}{w}")).collect();
         let mut captions = vec![whole];
-        for hidden in 0..words.len().min(MAX_WORDS) {
+        for hidden in 0..read.min(words.len()) {
             let caption = words
                 .iter()
                 .enumerate()
@@ -147,8 +155,8 @@ impl Classifier {
                     tokens
                 };
                 Ok(Prepared {
-                    image: None,
                     tokens: Some(tokens),
+                    ..Prepared::default()
                 })
             })
             .collect()
@@ -176,25 +184,9 @@ impl Classifier {
             .into_iter()
             .map(|image| Prepared {
                 image: Some(image),
-                tokens: None,
+                ..Prepared::default()
             })
             .collect()
-    }
-}
-
-/// `caption` as (whitespace before, word) pieces; trailing whitespace is dropped.
-fn split_words(caption: &str) -> Vec<(String, String)> {
-    let mut words = Vec::new();
-    let mut rest = caption;
-    loop {
-        let start = rest.len() - rest.trim_start().len();
-        let (before, tail) = rest.split_at(start);
-        if tail.is_empty() {
-            return words;
-        }
-        let end = tail.find(char::is_whitespace).unwrap_or(tail.len());
-        words.push((before.to_owned(), tail[..end].to_owned()));
-        rest = &tail[end..];
     }
 }
 
@@ -244,11 +236,13 @@ impl Occlusion {
             .map(effects)
             .unwrap_or_default()
             .into_iter();
-        let words = (self.words.into_iter())
-            .map(|(before, word)| WordEffect {
+        let read = self.read;
+        let words = (self.words.into_iter().enumerate())
+            .map(|(i, (before, word))| WordEffect {
                 before,
                 word,
-                effect: word_effects.next(),
+                read: i < read,
+                effect: if i < read { word_effects.next() } else { None },
             })
             .collect();
         let picture = self

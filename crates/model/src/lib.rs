@@ -17,7 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod preprocess;
 
-pub use classifier::{Classifier, Pair, Prediction, Prepared};
+pub use classifier::{Classifier, Note, NoteKind, Pair, Prediction, Prepared};
 pub use config::{Modality, ModelConfig};
 pub use error::{Error, Result};
 

@@ -41,13 +41,6 @@ pub fn start() {
 #[wasm_bindgen]
 pub fn noop() {}
 
-/// A caption file's bytes as text, decoded the way the trainer reads the data set (UTF-8, else
-/// GBK, else Windows-1252): the page's folder mode reads `.txt` captions with it.
-#[wasm_bindgen(js_name = decodeCaption)]
-pub fn decode_caption(bytes: &[u8]) -> String {
-    mvsa_model::preprocess::decode_caption(bytes)
-}
-
 /// Whether this build can run on WebGPU.
 #[wasm_bindgen(js_name = hasWebGpu)]
 pub fn has_webgpu() -> bool {
@@ -278,6 +271,51 @@ impl WebClassifier {
         };
         // Plain objects (not `Map`s) for the flattened prediction.
         result
+            .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(js_err)
+    }
+
+    /// Classify one pair of a folder from its files' bytes, under the model crate's rule for
+    /// folders ([`Classifier::prepare_any`]): the caption decoded as the trainer reads the data
+    /// set, an empty one leaving the picture alone, an unreadable picture the caption alone,
+    /// each said in `notes`. Resolves to `classify`'s answer plus `caption`, the decoded text.
+    #[wasm_bindgen(js_name = classifyPair)]
+    pub async fn classify_pair(
+        &self,
+        image: Option<Vec<u8>>,
+        caption: Option<Vec<u8>>,
+    ) -> Result<JsValue, JsError> {
+        let started = now_ms();
+        let text = caption
+            .as_deref()
+            .map(mvsa_model::preprocess::decode_caption);
+        let pair = Pair {
+            image: image.as_deref(),
+            caption: text.as_deref(),
+        };
+        let prepared = self.classifier.prepare_any(pair).map_err(js_err)?;
+        let prediction = (self
+            .classifier
+            .run_async(std::slice::from_ref(&prepared))
+            .await)
+            .map_err(js_err)?
+            .pop()
+            .ok_or_else(|| js_err("no prediction came back"))?;
+        #[derive(Serialize)]
+        struct PairAnswer {
+            #[serde(flatten)]
+            answer: WebPrediction,
+            caption: String,
+        }
+        let answer = PairAnswer {
+            answer: WebPrediction {
+                prediction,
+                backend: self.backend.clone(),
+                ms: now_ms() - started,
+            },
+            caption: text.unwrap_or_default(),
+        };
+        answer
             .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
             .map_err(js_err)
     }

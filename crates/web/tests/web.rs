@@ -347,14 +347,14 @@ async fn bad_input_is_an_error_and_the_model_keeps_working() {
     assert!((a.fused.iter().sum::<f32>() - 1.0).abs() < 1e-4);
 }
 
-/// The page's checks and explanations in wasm: `decodeCaption` reads a GBK caption as the
-/// trainer does, `inspect` sizes a picture and refuses a cut-short one, and an explanation's
+/// The page's checks and explanations in wasm: `inspect` sizes a picture and refuses a
+/// cut-short one, a folder's pair is read from its files' bytes as the trainer reads them (a
+/// picture that cannot be read leaves the caption alone, with a note), and an explanation's
 /// whole-pair probabilities are `classify`'s, with a cell per square of the grid.
 #[wasm_bindgen_test]
-async fn inspect_decode_and_explain_as_the_page_uses_them() {
+async fn inspect_pairs_and_explain_as_the_page_uses_them() {
     let model = classifier(&SMALL, "cpu").await.unwrap();
     let (image, raw) = fixture("4597");
-    assert_eq!(mvsa_web::decode_caption(raw), decode_caption(raw));
     #[derive(Deserialize)]
     struct Size {
         width: u32,
@@ -371,10 +371,21 @@ async fn inspect_decode_and_explain_as_the_page_uses_them() {
     let why = String::from(
         js_sys::Error::from(JsValue::from(model.inspect(cut).err().unwrap())).message(),
     );
-    assert!(why.contains("damaged or cut short"), "{why}");
+    assert!(why.contains("end-of-image"), "{why}");
 
     let caption = decode_caption(raw);
     let answer = answer(&model, Some(image), Some(&caption)).await.unwrap();
+    let pair = |image: &[u8]| model.classify_pair(Some(image.to_vec()), Some(raw.to_vec()));
+    let whole: serde_json::Value =
+        serde_wasm_bindgen::from_value(pair(image).await.unwrap()).unwrap();
+    assert_eq!(whole["caption"], caption.as_str());
+    assert_eq!(whole["notes"].as_array().unwrap().len(), 0);
+    let fused: Vec<f32> = serde_json::from_value(whole["fused"].clone()).unwrap();
+    assert!(close(&fused, &answer.fused));
+    let alone: serde_json::Value =
+        serde_wasm_bindgen::from_value(pair(cut).await.unwrap()).unwrap();
+    assert_eq!(alone["image"], serde_json::Value::Null);
+    assert_eq!(alone["notes"][0]["kind"], "picture-unreadable");
     let explained = model
         .explain(Some(image.to_vec()), Some(caption.clone()), 4)
         .await

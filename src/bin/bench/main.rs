@@ -1,4 +1,4 @@
-//! `cargo run --bin bench`: the numbers the README reports. Prints the frozen encoders'
+//! `cargo run --bin bench`: the numbers docs/benchmarks.md reports. Prints the frozen encoders'
 //! feature-extraction time over a whole lab folder (with an empty feature cache), training time
 //! per epoch, and predict throughput (pairs/s) on its test list. With `--features webgpu` and
 //! `--backend webgpu`, the model on Burn's WebGPU backend instead ([`gpu`]).

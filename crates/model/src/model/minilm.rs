@@ -12,32 +12,10 @@
 
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, softmax};
 
+use super::bert::{self, DenseNorm, SelfAttention, attend};
 use super::{Encoder, TokenBatch};
 use crate::config::MiniLmConfig;
-
-/// Dense → residual add → layer norm (BERT's post-norm sub-layer output).
-#[derive(Module, Debug)]
-pub struct DenseNorm {
-    dense: Linear,
-    norm: LayerNorm,
-}
-
-impl DenseNorm {
-    fn new(inputs: usize, shape: &MiniLmConfig, device: &Device) -> Self {
-        Self {
-            dense: LinearConfig::new(inputs, shape.hidden_size).init(device),
-            norm: LayerNormConfig::new(shape.hidden_size)
-                .with_epsilon(shape.layer_norm_eps)
-                .init(device),
-        }
-    }
-
-    fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        self.norm.forward(self.dense.forward(x) + residual)
-    }
-}
 
 #[derive(Module, Debug)]
 pub struct Embeddings {
@@ -57,42 +35,18 @@ pub struct Attention {
     heads: usize,
 }
 
-impl Attention {
-    /// `x` `[batch, len, hidden]`, `bias` `[batch, 1, 1, len]` (0 for tokens, very negative for
-    /// padding).
+impl SelfAttention for Attention {
+    /// `bias` `[batch, 1, 1, len]`: 0 for tokens, very negative for padding.
     fn forward(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
-        let [batch, len, hidden] = x.dims();
-        let head_dim = hidden / self.heads;
-        let split = |t: Tensor<3>| {
-            t.reshape([batch, len, self.heads, head_dim])
-                .swap_dims(1, 2)
-        };
-        let q = split(self.query.forward(x.clone()));
-        let k = split(self.key.forward(x.clone()));
-        let v = split(self.value.forward(x.clone()));
-        let scores = q.matmul(k.swap_dims(2, 3)) / (head_dim as f64).sqrt() + bias;
-        let context = softmax(scores, 3)
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([batch, len, hidden]);
-        self.output.forward(context, x)
+        let q = self.query.forward(x.clone());
+        let k = self.key.forward(x.clone());
+        let v = self.value.forward(x.clone());
+        self.output.forward(attend(q, k, v, bias, self.heads), x)
     }
 }
 
-#[derive(Module, Debug)]
-pub struct Layer {
-    attention: Attention,
-    intermediate: Linear,
-    output: DenseNorm,
-}
-
-impl Layer {
-    fn forward(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
-        let x = self.attention.forward(x, bias);
-        let h = gelu(self.intermediate.forward(x.clone()));
-        self.output.forward(h, x)
-    }
-}
+/// MiniLM's layer: BERT's, over MiniLM's attention.
+pub type Layer = bert::Layer<Attention>;
 
 /// The stack of layers (Hugging Face's `encoder`).
 #[derive(Module, Debug)]
@@ -124,16 +78,16 @@ pub struct HiddenStates {
 impl MiniLm {
     pub fn new(shape: &MiniLmConfig, device: &Device) -> Self {
         let hidden = shape.hidden_size;
-        let layer = || Layer {
-            attention: Attention {
+        let eps = shape.layer_norm_eps;
+        let layer = || {
+            let attention = Attention {
                 query: LinearConfig::new(hidden, hidden).init(device),
                 key: LinearConfig::new(hidden, hidden).init(device),
                 value: LinearConfig::new(hidden, hidden).init(device),
-                output: DenseNorm::new(hidden, shape, device),
+                output: DenseNorm::new(hidden, hidden, eps, device),
                 heads: shape.num_attention_heads,
-            },
-            intermediate: LinearConfig::new(hidden, shape.intermediate_size).init(device),
-            output: DenseNorm::new(shape.intermediate_size, shape, device),
+            };
+            Layer::new(attention, hidden, shape.intermediate_size, eps, device)
         };
         let embedding = |rows| EmbeddingConfig::new(rows, hidden).init(device);
         Self {

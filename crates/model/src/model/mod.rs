@@ -8,6 +8,7 @@
 //! ([`MiniLmTop`]); what ships and what the classifier runs is the default,
 //! `SentimentModel<ImageEncoder, TextEncoder>`.
 
+pub mod bert;
 mod heads;
 pub mod minilm;
 pub mod mobile;

@@ -1,5 +1,11 @@
+use std::borrow::Cow;
+use std::io::Cursor;
+
+use image::{DynamicImage, GenericImageView, ImageFormat, RgbImage};
+
 use super::*;
-use crate::config::ImageBranchConfig;
+use crate::config::{ImageBranchConfig, ImagePreprocessing};
+use crate::error::Error;
 
 #[test]
 fn caption_decoding_keeps_every_byte() {

@@ -1,15 +1,63 @@
-//! Each model file's size and SHA-256, as `www/models.json` records them: written when a folder
-//! is listed, checked before a listed folder is loaded, so a truncated, stale or swapped file
-//! is refused with its name instead of being loaded half-right.
+//! The page's list of models, `www/models.json`: listing a model folder there (its headline
+//! figures from `metrics.json`, and each file's size and SHA-256), and checking a listed folder
+//! against its entry before it is loaded, so that a truncated, stale or swapped file is refused
+//! with its name instead of being loaded half-right.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use mvsa_model::folder::{Manifest, ManifestEntry};
+use mvsa_model::folder::{self, Manifest, ManifestEntry};
 use sha2::{Digest, Sha256};
 
-use crate::report::manifest_beside;
+use crate::report::MetricsFile;
+
+/// Where the page's list of models beside `dir` would be.
+pub fn manifest_beside(dir: &Path) -> PathBuf {
+    dir.parent()
+        .unwrap_or(Path::new("."))
+        .join(folder::MANIFEST)
+}
+
+/// List the model folder `dir` in the `models.json` beside it when there is one (as in the
+/// page's `www/`): a retrained model shows up in the page's menu with its new numbers.
+pub fn register_if_listed(dir: &Path) -> Result<()> {
+    let manifest = manifest_beside(dir);
+    if manifest.is_file() {
+        register(dir, &manifest)?;
+    }
+    Ok(())
+}
+
+/// Add (or update) `dir`'s entry in `manifest`, creating the file if needed.
+pub fn register(dir: &Path, manifest: &Path) -> Result<()> {
+    let config_path = dir.join(folder::CONFIG);
+    let bytes = std::fs::read(&config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let config =
+        folder::read_config(&bytes).with_context(|| format!("{}", config_path.display()))?;
+    let metrics = MetricsFile::read(dir)?;
+    let mut entry = ManifestEntry::describe(dir, &config, metrics.summary())?;
+    entry.sha256 = hashes(dir, &entry)?;
+    let mut list = if manifest.is_file() {
+        Manifest::read(manifest)?
+    } else {
+        Manifest::default()
+    };
+    list.upsert(entry);
+    list.write(manifest)?;
+    Ok(())
+}
+
+/// Rewrite `dir`'s `config.json` in the current format (a folder written by an older version);
+/// nothing else in the folder changes.
+pub fn upgrade(dir: &Path) -> Result<()> {
+    let path = dir.join(folder::CONFIG);
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config = folder::read_config(&bytes).with_context(|| format!("{}", path.display()))?;
+    std::fs::write(&path, folder::config_json(&config))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
 
 /// SHA-256 of `bytes`, in lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {

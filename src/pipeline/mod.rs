@@ -19,6 +19,7 @@ use mvsa_model::preprocess::{self, ImagePreprocessor, TextPreprocessor};
 use mvsa_model::{Classifier, ModelConfig, Prepared};
 
 use crate::data::{self, LabFolder, Sample, Skipped};
+use crate::listing;
 use crate::pretrained::EncoderFiles;
 use crate::progress::Progress;
 use crate::report::{self, MetricsFile};
@@ -27,9 +28,10 @@ use crate::tokenizer;
 use crate::training::config::TeacherText;
 use crate::training::cv::{self, CrossValidation};
 use crate::training::evaluate::{self, Evaluation};
-use crate::training::fit::{self, Labelled, Stop};
+use crate::training::fit::{self, Stop};
+use crate::training::regime::{Labelled, Regime};
 use crate::training::split::{stratified_split, stratified_subset};
-use crate::training::{EpochLog, FeatureTiming, Regime, TrainingConfig, TrainingOptions};
+use crate::training::{EpochLog, FeatureTiming, RegimeKind, TrainingConfig, TrainingOptions};
 
 pub struct Trainer<'a> {
     pub config: TrainingConfig,
@@ -87,10 +89,10 @@ impl Trainer<'_> {
         let data = self.read(data_dir)?;
         let (config, text) = self.tokenizer(&data)?;
         let trained = match regime {
-            Regime::Scratch => self.scratch(&config, text.as_ref(), &data)?,
-            Regime::Heads => self.heads(&config, text.as_ref(), &data)?,
-            Regime::Mixed => self.mixed(&config, text.as_ref(), &data)?,
-            Regime::FineTune {
+            RegimeKind::Scratch => self.scratch(&config, text.as_ref(), &data)?,
+            RegimeKind::Heads => self.heads(&config, text.as_ref(), &data)?,
+            RegimeKind::Mixed => self.mixed(&config, text.as_ref(), &data)?,
+            RegimeKind::FineTune {
                 layers,
                 image_layers,
             } => self.finetune(&config, text.as_ref(), &data, (layers, image_layers))?,
@@ -103,7 +105,7 @@ impl Trainer<'_> {
         let metrics = self.metrics(data_dir, data, trained, saved, started);
         report::write(staging.dir(), &metrics)?;
         let out_dir = staging.commit()?;
-        report::register_if_listed(&out_dir)?;
+        listing::register_if_listed(&out_dir)?;
         Ok(metrics)
     }
 
@@ -293,21 +295,14 @@ impl Trainer<'_> {
 
     /// Fit `regime` on `inputs` (one per sample): on the training split, keeping the best
     /// validation epoch; or, cross-validated, on every pair for the epoch count the folds chose.
-    fn fit<R: fit::Regime>(
+    fn fit<R: Regime>(
         &self,
         regime: R,
         inputs: Vec<R::Example>,
         data: &Dataset,
         features: Option<FeatureTiming>,
     ) -> Result<Trained> {
-        let examples: Vec<Labelled<R::Example>> = inputs
-            .into_iter()
-            .zip(&data.samples)
-            .map(|(input, sample)| Labelled {
-                input,
-                label: sample.label,
-            })
-            .collect();
+        let examples = labelled(inputs, data);
         let pick = |held_out: bool| -> Vec<&Labelled<R::Example>> {
             let both = examples.iter().zip(&data.held_out);
             both.filter(|(_, h)| **h == held_out)
@@ -432,7 +427,11 @@ impl Trainer<'_> {
                         .text_preprocessor()
                         .map(|t| t.encode(&s.caption))
                         .transpose()?;
-                    Ok(Prepared { image, tokens })
+                    Ok(Prepared {
+                        image,
+                        tokens,
+                        ..Prepared::default()
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?;
             scores.extend(classifier.run(&prepared)?.into_iter().map(|p| p.scores));
@@ -487,4 +486,15 @@ fn cv_line(cv: &CrossValidation) -> String {
         "{}-fold cross-validation, {} epochs: {}",
         cv.folds, cv.epochs, cv.fused
     )
+}
+
+/// Each sample's input beside its class.
+fn labelled<X>(inputs: Vec<X>, data: &Dataset) -> Vec<Labelled<X>> {
+    let samples = inputs.into_iter().zip(&data.samples);
+    samples
+        .map(|(input, sample)| Labelled {
+            input,
+            label: sample.label,
+        })
+        .collect()
 }

@@ -1,8 +1,6 @@
-//! Preprocessing shared by the trainer, the predictor and the page: caption bytes → text,
-//! text → token ids, image bytes → normalised CHW floats. Nothing here touches the file system
-//! or builds tensors; the settings come from the model's config.
+//! Picture bytes → normalised CHW floats: format sniffing, bounded decoding (large JPEGs
+//! reduced in the DCT domain), the centre square the model sees.
 
-use std::borrow::Cow;
 use std::io::Cursor;
 
 use image::imageops::{self, FilterType};
@@ -11,95 +9,9 @@ use image::{
     RgbImage,
 };
 use jpeg_decoder::{CodingProcess, PixelFormat};
-use tokenizers::Tokenizer;
 
-use crate::config::{ImagePreprocessing, TextBranchConfig, TextPreprocessing};
+use crate::config::ImagePreprocessing;
 use crate::error::{Error, Result};
-
-// ---------------------------------------------------------------------------------------------
-// Captions
-
-/// Decode a caption from raw bytes, the way the tweets were written: UTF-8 if the whole caption
-/// is valid UTF-8; else GBK (the Chinese Windows code page, which is what the data set's other
-/// captions are: `A1 B0` is "“", `A1 AD` is "…") if it is valid GBK; else valid UTF-8 runs as
-/// they are with every invalid byte read as Windows-1252 (a superset of Latin-1's printable
-/// characters). A byte-order mark and surrounding whitespace are dropped.
-pub fn decode_caption(bytes: &[u8]) -> String {
-    let text = match std::str::from_utf8(bytes) {
-        Ok(text) => text.to_owned(),
-        Err(_) => match encoding_rs::GBK.decode_without_bom_handling_and_without_replacement(bytes)
-        {
-            Some(text) => text.into_owned(),
-            None => utf8_or_windows_1252(bytes),
-        },
-    };
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    text.trim().to_owned()
-}
-
-/// Valid UTF-8 runs kept (emoji included), each invalid byte read as Windows-1252.
-fn utf8_or_windows_1252(bytes: &[u8]) -> String {
-    let mut text = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        text.push_str(chunk.valid());
-        if !chunk.invalid().is_empty() {
-            let (latin, _) = encoding_rs::WINDOWS_1252.decode_without_bom_handling(chunk.invalid());
-            text.push_str(&latin);
-        }
-    }
-    text
-}
-
-/// Emoji spelled out as their names, between spaces ("so sad 😭" → "so sad  loudly crying face
-/// "; skin tones left out): MiniLM's vocabulary has next to no emoji, so otherwise "😭💔" and
-/// "👍" are the same `[UNK]`. The longest emoji sequence at each place wins (flags, families
-/// and skin tones are several code points).
-pub fn spell_emoji(text: &str) -> Cow<'_, str> {
-    if text.is_ascii() {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 32);
-    let mut rest = text;
-    while let Some(c) = rest.chars().next() {
-        match (!c.is_ascii()).then(|| longest_emoji(rest)).flatten() {
-            Some((emoji, len)) => {
-                // A toned emoji is named as its untoned form ("thumbs up: medium skin tone"
-                // → "thumbs up"); other qualifiers stay ("person: blond hair").
-                let untoned = emoji.with_skin_tone(emojis::SkinTone::Default);
-                let name = untoned.unwrap_or(emoji).name();
-                out.push(' ');
-                out.push_str(name);
-                out.push(' ');
-                rest = &rest[len..];
-            }
-            None => {
-                out.push(c);
-                rest = &rest[c.len_utf8()..];
-            }
-        }
-    }
-    Cow::Owned(out)
-}
-
-/// A caption as the tokenizer (also the one being learned) sees it, per the config.
-pub fn normalise<'a>(settings: &TextPreprocessing, caption: &'a str) -> Cow<'a, str> {
-    match settings.emoji_names {
-        true => spell_emoji(caption),
-        false => Cow::Borrowed(caption),
-    }
-}
-
-/// The longest emoji at the start of `s` (sequences are at most 10 code points) and its length
-/// in bytes.
-fn longest_emoji(s: &str) -> Option<(&'static emojis::Emoji, usize)> {
-    let ends = s.char_indices().map(|(i, _)| i).skip(1).chain([s.len()]);
-    ends.take(10)
-        .filter_map(|end| emojis::get(&s[..end]).map(|emoji| (emoji, end)))
-        .last()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Images
 
 /// The largest picture file read: more than any camera's JPEG of `max_side`, and every byte
 /// of it sits in the page's wasm memory while it is decoded.
@@ -134,6 +46,44 @@ fn unreadable(e: impl std::fmt::Display) -> Error {
 }
 
 const MB: f64 = (1 << 20) as f64;
+
+/// Whether a JPEG's data is all there: its segments, walked from the start, reach an
+/// end-of-image marker (FF D9) after a scan. A file cut short has none, and the decoders fill
+/// the missing rows with grey without a word. Segments are skipped by their length (an EXIF
+/// thumbnail's own markers inside one are never seen), entropy-coded data up to the next
+/// marker (an FF there is followed by 00 or a restart marker), and whatever follows the end
+/// (a motion photo's video, say) is not read. A structure this walk does not follow is left
+/// to the decoder to judge. Every JPEG of the data set ends with its marker.
+fn jpeg_complete(bytes: &[u8]) -> bool {
+    let mut i = 2; // after the start-of-image marker, which the format sniffing found
+    let mut scanned = false;
+    while i + 1 < bytes.len() {
+        if bytes[i] != 0xFF {
+            if !scanned {
+                return true; // not a marker where one must be: the decoder says what is wrong
+            }
+            i += 1; // entropy-coded data
+            continue;
+        }
+        match bytes[i + 1] {
+            0xFF => i += 1,                             // fill byte
+            0x00 | 0xD0..=0xD7 | 0x01 | 0xD8 => i += 2, // stuffed byte, restart, standalone
+            0xD9 => return scanned,
+            marker => {
+                let Some(length) = bytes.get(i + 2..i + 4) else {
+                    return false; // cut inside a segment's header
+                };
+                let length = u16::from_be_bytes([length[0], length[1]]) as usize;
+                if length < 2 {
+                    return true;
+                }
+                scanned |= marker == 0xDA;
+                i += 2 + length;
+            }
+        }
+    }
+    false
+}
 
 /// Over this float buffer, or this many pixels, `resize` cuts out the centre square before
 /// resizing, and over this many pixels a JPEG is decoded reduced: the data set's pictures are
@@ -201,6 +151,13 @@ impl ImagePreprocessor {
                 "not a picture this page can read; use {FORMATS}"
             )));
         };
+        if format == ImageFormat::Jpeg && !jpeg_complete(bytes) {
+            return Err(Error::Image(
+                "the JPEG is cut short: it stops before its end-of-image marker (a download \
+                 or copy that did not finish), so part of the picture is missing"
+                    .into(),
+            ));
+        }
         let (width, height) = probe.into_dimensions().map_err(unreadable)?;
         let limit = self.config.max_side;
         if width > limit || height > limit {
@@ -364,191 +321,3 @@ impl ImagePreprocessor {
         Ok(self.center(&self.load(bytes)?))
     }
 }
-
-// ---------------------------------------------------------------------------------------------
-// Text
-
-/// Token ids of one caption, at its own length (at most `max_len`); batches pad them.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tokens {
-    pub ids: Vec<u32>,
-}
-
-impl Tokens {
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-}
-
-/// Token ids and their 1/0 mask for a batch, row-major `[batch, width]`: what the model's token
-/// tensors are built from.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TokenRows {
-    pub ids: Vec<i64>,
-    pub mask: Vec<f32>,
-    pub shape: [usize; 2],
-}
-
-/// Caption lengths a GPU backend pads batches to. Its kernels are compiled (and tuned) per
-/// shape, so padding every caption to one of these few lengths means a warm-up over them
-/// leaves nothing to compile for any later caption; padding is masked, so the answer is the
-/// same. The CPU backend compiles nothing and pads only to the batch's longest caption.
-pub const LENGTH_BUCKETS: [usize; 4] = [16, 32, 64, 128];
-
-/// The caption tokenizer: a `tokenizer.json` (normaliser, pre-tokeniser, vocabulary) plus the
-/// config's length and padding settings.
-#[derive(Clone)]
-pub struct TextPreprocessor {
-    tokenizer: Tokenizer,
-    config: TextBranchConfig,
-    /// Pad batches to the next of [`LENGTH_BUCKETS`] instead of the longest caption.
-    bucketed: bool,
-}
-
-impl TextPreprocessor {
-    pub fn from_json(tokenizer_json: &[u8], config: TextBranchConfig) -> Result<Self> {
-        let tokenizer =
-            Tokenizer::from_bytes(tokenizer_json).map_err(|e| Error::Tokenizer(e.to_string()))?;
-        Self::new(tokenizer, config)
-    }
-
-    pub fn new(mut tokenizer: Tokenizer, config: TextBranchConfig) -> Result<Self> {
-        if config.pretrained() {
-            // A pretrained tokenizer.json may carry its own truncation and padding (MiniLM's pads
-            // every caption to 128): the config decides both, and truncation goes through the
-            // tokenizer so `[SEP]` survives it.
-            tokenizer
-                .with_truncation(Some(tokenizers::TruncationParams {
-                    max_length: config.preprocess.max_len,
-                    ..Default::default()
-                }))
-                .map_err(|e| Error::Tokenizer(e.to_string()))?;
-            tokenizer.with_padding(None);
-        }
-        let vocab = tokenizer.get_vocab_size(true);
-        if vocab != config.vocab_size() {
-            return Err(Error::Tokenizer(format!(
-                "tokenizer has {vocab} tokens, the config expects {}",
-                config.vocab_size()
-            )));
-        }
-        Ok(Self {
-            tokenizer,
-            config,
-            bucketed: false,
-        })
-    }
-
-    /// Pad batches to the next of [`LENGTH_BUCKETS`] (for a GPU backend; see there).
-    pub fn pad_to_buckets(&mut self, bucketed: bool) {
-        self.bucketed = bucketed;
-    }
-
-    /// Every width a batch of captions can be padded to: the buckets up to `max_len` (and
-    /// `max_len` itself) when bucketed, the single `max_len` of the LSTM, or `None` when a
-    /// transformer pads to the longest caption (any width).
-    pub fn widths(&self) -> Option<Vec<usize>> {
-        let max_len = self.config.preprocess.max_len;
-        if !self.config.pretrained() {
-            return Some(vec![max_len]);
-        }
-        self.bucketed.then(|| {
-            let mut widths: Vec<usize> = LENGTH_BUCKETS
-                .iter()
-                .copied()
-                .filter(|&w| w < max_len)
-                .collect();
-            widths.push(max_len);
-            widths
-        })
-    }
-
-    pub fn tokenizer(&self) -> &Tokenizer {
-        &self.tokenizer
-    }
-
-    /// Check a caption the way the page and the CLI must: non-empty, not absurdly long.
-    pub fn validate(&self, caption: &str) -> Result<()> {
-        if caption.trim().is_empty() {
-            return Err(Error::EmptyCaption);
-        }
-        let limit = self.config.preprocess.max_bytes;
-        if caption.len() > limit {
-            return Err(Error::CaptionTooLong {
-                len: caption.len(),
-                limit,
-            });
-        }
-        Ok(())
-    }
-
-    /// The caption as the tokenizer sees it (emoji spelled out where the config says so).
-    pub fn normalise<'a>(&self, caption: &'a str) -> Cow<'a, str> {
-        normalise(&self.config.preprocess, caption)
-    }
-
-    /// Token ids, truncated to `max_len`. An empty caption (a tweet that was only whitespace)
-    /// gives no tokens; batches pad it and the model's pooling copes with that.
-    pub fn encode(&self, caption: &str) -> Result<Tokens> {
-        let caption = self.normalise(caption);
-        let encoding = self
-            .tokenizer
-            .encode(caption.as_ref(), self.config.pretrained())
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let mut ids: Vec<u32> = encoding.get_ids().to_vec();
-        ids.truncate(self.config.preprocess.max_len);
-        Ok(Tokens { ids })
-    }
-
-    /// Stack captions into `[batch, width]` ids and mask, padded with `pad_id`. The LSTM
-    /// always reads `max_len` steps; a transformer only the batch's longest caption, or the
-    /// bucket above it (padding is masked out of attention and pooling, so shorter captions
-    /// give the same result).
-    pub fn rows(&self, tokens: &[&Tokens]) -> TokenRows {
-        let settings = &self.config.preprocess;
-        let batch = tokens.len();
-        let longest = tokens.iter().map(|t| t.len()).max().unwrap_or(0).max(1);
-        let width = match self.widths() {
-            Some(widths) => widths
-                .into_iter()
-                .find(|&w| w >= longest)
-                .unwrap_or(settings.max_len),
-            None => longest,
-        };
-        let mut ids = Vec::with_capacity(batch * width);
-        let mut mask = Vec::with_capacity(batch * width);
-        for t in tokens {
-            let real = t.len().min(width);
-            ids.extend(t.ids[..real].iter().map(|&id| id as i64));
-            ids.extend(std::iter::repeat_n(settings.pad_id as i64, width - real));
-            mask.extend((0..width).map(|i| if i < real { 1.0f32 } else { 0.0 }));
-        }
-        TokenRows {
-            ids,
-            mask,
-            shape: [batch, width],
-        }
-    }
-
-    /// A lone padding token: what a caption with every word hidden reads as (an empty row
-    /// would have nothing to pool).
-    pub fn padding(&self) -> Tokens {
-        Tokens {
-            ids: vec![self.config.preprocess.pad_id],
-        }
-    }
-
-    /// Ids back to text, for inspection and the round-trip test.
-    pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.tokenizer
-            .decode(ids, false)
-            .map_err(|e| Error::Tokenizer(e.to_string()))
-    }
-}
-
-#[cfg(test)]
-mod tests;
