@@ -3,8 +3,6 @@
 //! probabilities are read back ([`Classifier::run`] blocks, [`Classifier::run_async`] does not).
 
 use burn::prelude::*;
-use burn::store::ModuleRecord;
-use burn::tensor::Bytes;
 use serde::Serialize;
 
 use crate::config::ModelConfig;
@@ -95,17 +93,8 @@ impl Classifier {
             }
             (None, _) => None,
         };
-        // Weights may be stored in f16 or int8; the model computes in f32. They are loaded and
-        // turned into f32 on the CPU, where every storage format has a kernel (WebGPU has none
-        // for 8-bit values), then moved to `device`.
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights))
-            .map_err(|e| Error::Weights(e.to_string()))?
-            .cast_to_module_dtype();
-        let model = config
-            .init(&Device::flex())
-            .try_load_record(record)
-            .map_err(|e| Error::Weights(e.to_string()))?
-            .dequantized()
+        let model = SentimentModel::from_stored(&config, weights)?
+            .for_inference(&config, device)
             .to_device(device);
         Ok(Self::from_model(config, model, text, device))
     }

@@ -5,6 +5,7 @@
 
 #[cfg(feature = "webgpu")]
 mod gpu;
+mod profile;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -49,6 +50,13 @@ struct Args {
     /// Pairs to classify one at a time on WebGPU (the test list's first, then train.txt's).
     #[arg(long, default_value_t = 32)]
     pairs: usize,
+    /// Only profile the encoders operation by operation on the bench page's pair (flex CPU
+    /// backend; `RAYON_NUM_THREADS=1` for the page's one thread), then stop.
+    #[arg(long)]
+    profile: bool,
+    /// With --profile: Burn's own operations instead of the classifier's CPU kernels.
+    #[arg(long, requires = "profile")]
+    burn: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -70,6 +78,9 @@ fn run(args: Args) -> Result<()> {
     );
     if args.backend == Backend::Webgpu {
         return webgpu(&args);
+    }
+    if args.profile {
+        return profile::run(&args.model, std::path::Path::new("www/samples"), args.burn);
     }
     if args.epochs > 0 {
         training(&args)?;

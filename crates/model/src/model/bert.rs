@@ -12,6 +12,18 @@ use burn::tensor::activation::{gelu, softmax};
 /// hidden]`, `bias` broadcast over `[batch, heads, len, len]`.
 pub trait SelfAttention {
     fn forward(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<3>;
+
+    /// [`Self::forward`], naming its parts to `step` as they finish (the bench's profile).
+    fn forward_profiled(
+        &self,
+        x: Tensor<3>,
+        bias: Tensor<4>,
+        step: &mut dyn FnMut(&'static str),
+    ) -> Tensor<3> {
+        let x = self.forward(x, bias);
+        step("self-attention");
+        x
+    }
 }
 
 /// Dense → residual add → layer norm (BERT's post-norm sub-layer output).
@@ -34,6 +46,14 @@ impl DenseNorm {
     pub fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
         self.norm.forward(self.dense.forward(x) + residual)
     }
+
+    pub fn dense_mut(&mut self) -> &mut Linear {
+        &mut self.dense
+    }
+
+    pub fn norm_mut(&mut self) -> &mut LayerNorm {
+        &mut self.norm
+    }
 }
 
 /// One BERT layer over an attention of type `A`.
@@ -42,6 +62,21 @@ pub struct Layer<A> {
     attention: A,
     intermediate: Linear,
     output: DenseNorm,
+}
+
+impl<A> Layer<A> {
+    pub fn attention(&self) -> &A {
+        &self.attention
+    }
+
+    /// The attention, the feed-forward's first linear layer and its closing sub-layer.
+    pub fn parts_mut(&mut self) -> (&mut A, &mut Linear, &mut DenseNorm) {
+        (
+            &mut self.attention,
+            &mut self.intermediate,
+            &mut self.output,
+        )
+    }
 }
 
 impl<A: SelfAttention> Layer<A> {
@@ -61,9 +96,24 @@ impl<A: SelfAttention> Layer<A> {
     }
 
     pub fn forward(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
-        let x = self.attention.forward(x, bias);
-        let h = gelu(self.intermediate.forward(x.clone()));
-        self.output.forward(h, x)
+        self.forward_profiled(x, bias, &mut |_| {})
+    }
+
+    /// [`Self::forward`], naming each part to `step` once it is done (the bench's profile).
+    pub fn forward_profiled(
+        &self,
+        x: Tensor<3>,
+        bias: Tensor<4>,
+        step: &mut dyn FnMut(&'static str),
+    ) -> Tensor<3> {
+        let x = self.attention.forward_profiled(x, bias, step);
+        let h = self.intermediate.forward(x.clone());
+        step("feed-forward in (384 → 1536)");
+        let h = gelu(h);
+        step("gelu");
+        let x = self.output.forward(h, x);
+        step("feed-forward out (1536 → 384) + norm");
+        x
     }
 }
 

@@ -5,8 +5,15 @@
 //! original checkpoints' keys onto them.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use burn::module::Param;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
+
+use super::cpu::mobile::{self as mobile_cpu, CpuMobile, Pad};
+use super::cpu::{each, take};
 
 /// Width of the pooled feature vector both networks produce.
 pub const FEATURES: usize = 1280;
@@ -29,6 +36,8 @@ pub struct ConvBn {
     conv: Conv2d,
     bn: BatchNorm,
     relu6: bool,
+    /// The batch norm is folded into the convolution ([`ConvBn::fold_norm`]) and skipped.
+    folded: bool,
 }
 
 struct ConvSpec {
@@ -66,12 +75,97 @@ impl ConvBn {
                 .with_epsilon(eps)
                 .init(device),
             relu6,
+            folded: false,
+        }
+    }
+
+    /// Batch norm in inference mode is `conv(x)·s + (β − μ·s)` per channel, with
+    /// `s = γ / √(σ² + ε)`: a convolution with filters scaled by `s` and that shift as its bias.
+    /// One pass over the activations instead of the conv's and the norm's four.
+    fn fold_norm(self) -> Self {
+        if self.folded {
+            return self;
+        }
+        let Self {
+            mut conv,
+            bn,
+            relu6,
+            ..
+        } = self;
+        let scale = bn.gamma.val() / (bn.running_var.value() + bn.epsilon).sqrt();
+        let shift = bn.beta.val() - bn.running_mean.value() * scale.clone();
+        let bias = match &conv.bias {
+            Some(bias) => bias.val() * scale.clone() + shift,
+            None => shift,
+        };
+        let [out, ..] = conv.weight.dims();
+        let weight = conv.weight.val() * scale.reshape([out, 1, 1, 1]);
+        conv.weight = Param::from_tensor(weight);
+        conv.bias = Some(Param::from_tensor(bias));
+        Self {
+            conv,
+            bn,
+            relu6,
+            folded: true,
         }
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = self.bn.forward(self.conv.forward(x));
-        if self.relu6 { x.clamp(0.0, 6.0) } else { x }
+        self.forward_profiled(x, &mut |_| {})
+    }
+
+    fn forward_profiled(&self, x: Tensor<4>, step: &mut dyn FnMut(&'static str)) -> Tensor<4> {
+        let x = self.conv.forward(x);
+        step(self.conv_kind());
+        if self.folded {
+            return self.activate(x, step);
+        }
+        let x = self.bn.forward(x);
+        step("batch norm");
+        self.activate(x, step)
+    }
+
+    fn activate(&self, x: Tensor<4>, step: &mut dyn FnMut(&'static str)) -> Tensor<4> {
+        if self.relu6 {
+            let x = x.clamp(0.0, 6.0);
+            step("relu6");
+            x
+        } else {
+            x
+        }
+    }
+
+    /// This (folded) convolution's weights moved into [`mobile_cpu`]'s copy.
+    fn into_cpu(mut self) -> (Self, mobile_cpu::Conv) {
+        let [outputs, per_group, k, _] = self.conv.weight.dims();
+        let bias = self.conv.bias.take().map(|mut b| take(&mut b));
+        let cpu = mobile_cpu::Conv {
+            weight: take(&mut self.conv.weight),
+            bias: bias.unwrap_or_else(|| vec![0.0; outputs]),
+            channels: [per_group * self.conv.groups, outputs],
+            kernel: k,
+            stride: self.conv.stride[0],
+            pad: match self.conv.padding {
+                PaddingConfig2d::Explicit(p, ..) => Pad::Fixed(p),
+                _ => Pad::Same,
+            },
+            relu6: self.relu6,
+        };
+        (self, cpu)
+    }
+
+    /// What the profile calls this layer's convolution.
+    fn conv_kind(&self) -> &'static str {
+        match (
+            self.conv.groups > 1,
+            self.conv.kernel_size[0],
+            self.conv.stride[0],
+        ) {
+            (true, _, 1) => "depthwise conv, stride 1",
+            (true, _, _) => "depthwise conv, stride 2",
+            (false, 1, _) => "pointwise (1x1) conv",
+            (false, _, _) => "stem conv (3x3)",
+        }
     }
 }
 
@@ -105,13 +199,33 @@ const fn stage(expand: usize, kernel: usize, out: usize, repeats: usize, stride:
 }
 
 impl InvertedResidual {
+    fn map_convs(self, f: &impl Fn(ConvBn) -> ConvBn) -> Self {
+        Self {
+            expand: self.expand.map(f),
+            depthwise: f(self.depthwise),
+            project: f(self.project),
+            residual: self.residual,
+        }
+    }
+
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        self.forward_profiled(input, &mut |_| {})
+    }
+
+    fn forward_profiled(&self, input: Tensor<4>, step: &mut dyn FnMut(&'static str)) -> Tensor<4> {
         let x = match &self.expand {
-            Some(expand) => expand.forward(input.clone()),
+            Some(expand) => expand.forward_profiled(input.clone(), step),
             None => input.clone(),
         };
-        let x = self.project.forward(self.depthwise.forward(x));
-        if self.residual { x + input } else { x }
+        let x = self.depthwise.forward_profiled(x, step);
+        let x = self.project.forward_profiled(x, step);
+        if self.residual {
+            let x = x + input;
+            step("residual add");
+            x
+        } else {
+            x
+        }
     }
 }
 
@@ -123,6 +237,10 @@ pub struct MobileCnn {
     blocks: Vec<InvertedResidual>,
     head: ConvBn,
     classifier: Option<Linear>,
+    /// The same network for [`mobile_cpu`]'s kernels, used on the flex CPU backend once
+    /// [`MobileCnn::for_inference`] has built it.
+    #[module(skip)]
+    cpu: Option<Arc<CpuMobile>>,
 }
 
 impl MobileCnn {
@@ -165,6 +283,7 @@ impl MobileCnn {
             head: conv([width, FEATURES], 1, 1, false, true),
             classifier: classifier
                 .then(|| LinearConfig::new(FEATURES, IMAGENET_CLASSES).init(device)),
+            cpu: None,
         }
     }
 
@@ -198,10 +317,82 @@ impl MobileCnn {
 
     /// Normalised pictures `[batch, 3, h, w]` → pooled features `[batch, 1280]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self.stem.forward(images);
-        let x = self.blocks.iter().fold(x, |x, block| block.forward(x));
-        let x = self.head.forward(x);
-        x.mean_dim(3).mean_dim(2).flatten(1, 3)
+        self.forward_profiled(images, &mut |_| {})
+    }
+
+    /// [`Self::forward`], naming each operation to `step` once it is done: the bench's
+    /// per-layer profile (the CPU backend computes eagerly, so the time between two calls is
+    /// the operation's).
+    pub fn forward_profiled(
+        &self,
+        images: Tensor<4>,
+        step: &mut dyn FnMut(&'static str),
+    ) -> Tensor<2> {
+        match &self.cpu {
+            Some(cpu) => forward_cpu(cpu, images, step),
+            None => self.forward_burn(images, step),
+        }
+    }
+
+    fn forward_burn(&self, images: Tensor<4>, step: &mut dyn FnMut(&'static str)) -> Tensor<2> {
+        let x = self.stem.forward_profiled(images, step);
+        let x = self
+            .blocks
+            .iter()
+            .fold(x, |x, block| block.forward_profiled(x, step));
+        let x = self.head.forward_profiled(x, step);
+        let pooled = x.mean_dim(3).mean_dim(2).flatten(1, 3);
+        step("global average pool");
+        pooled
+    }
+
+    /// For inference: every batch norm folded into its convolution ([`ConvBn::fold_norm`]).
+    /// Not for training: the folded network's norms no longer learn or update.
+    pub fn fold_norms(self) -> Self {
+        self.map_convs(&ConvBn::fold_norm)
+    }
+
+    /// For the classifier on the flex CPU backend, after loading: batch norms folded
+    /// ([`Self::fold_norms`]) and the weights moved into [`mobile_cpu`]'s kernels, which
+    /// `forward` then uses. The Burn layers are left empty: not for training, nor for another
+    /// device.
+    pub fn for_inference(self) -> Self {
+        // A convolution at a time: folded, then its weights moved out, so the network is
+        // never held twice. The batch norms stay (a few kilobytes).
+        let taken = RefCell::new(Vec::new());
+        let released = self.map_convs(&|c: ConvBn| {
+            let (c, cpu) = c.fold_norm().into_cpu();
+            taken.borrow_mut().push(cpu);
+            c
+        });
+        // map_convs' order: the stem, each block's expand, depthwise, project, the head.
+        let mut convs = taken.into_inner().into_iter();
+        let mut next = || convs.next().expect("one kernel copy per convolution");
+        let stem = next();
+        let blocks = (released.blocks.iter())
+            .map(|b| mobile_cpu::Block {
+                expand: b.expand.as_ref().map(|_| next()),
+                depthwise: next(),
+                project: next(),
+                residual: b.residual,
+            })
+            .collect();
+        let head = next();
+        let cpu = CpuMobile { stem, blocks, head };
+        Self {
+            cpu: Some(Arc::new(cpu)),
+            ..released
+        }
+    }
+
+    fn map_convs(self, f: &impl Fn(ConvBn) -> ConvBn) -> Self {
+        Self {
+            stem: f(self.stem),
+            blocks: self.blocks.into_iter().map(|b| b.map_convs(f)).collect(),
+            head: f(self.head),
+            classifier: self.classifier,
+            cpu: None,
+        }
     }
 
     /// The feature map after the stem and the blocks, before the 1x1 head conv.
@@ -241,6 +432,25 @@ impl MobileCnn {
         let classifier = self.classifier.as_ref()?;
         Some(classifier.forward(self.forward(images)))
     }
+}
+
+/// [`MobileCnn::forward`] through [`mobile_cpu`], a picture at a time.
+fn forward_cpu(
+    cpu: &CpuMobile,
+    images: Tensor<4>,
+    step: &mut dyn FnMut(&'static str),
+) -> Tensor<2> {
+    let device = images.device();
+    let [batch, _, h, w] = images.dims();
+    let pixels = images
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("f32 pictures");
+    let pictures: Vec<&[f32]> = pixels.chunks_exact(pixels.len() / batch.max(1)).collect();
+    let features = each(&pictures, step, |picture, step| {
+        cpu.features(picture, h, w, step)
+    });
+    Tensor::from_data(TensorData::new(features, [batch, FEATURES]), &device)
 }
 
 /// The top blocks and head conv of a [`MobileCnn`], fine-tuned on cached activations of the
@@ -295,44 +505,4 @@ impl crate::model::Encoder for MobileTop {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::Encoder;
-    use burn::tensor::{Distribution, Tolerance};
-
-    fn pictures(device: &Device) -> Tensor<4> {
-        Tensor::random([2, 3, 64, 64], Distribution::Normal(0.0, 1.0), device)
-    }
-
-    #[test]
-    fn a_split_network_computes_what_the_whole_one_does() {
-        let device = Device::flex();
-        let cnn = MobileCnn::mobilenet_v2(false, &device);
-        let whole = cnn.forward(pictures(&device)).into_data();
-        let (lower, top) = cnn.split_top(2);
-        assert_eq!(lower.blocks(), 15);
-        let split = top.encode(lower.activations(pictures(&device)));
-        whole.assert_approx_eq::<f32>(&split.into_data(), Tolerance::default());
-        let joined = lower.join(top);
-        assert_eq!(joined.blocks(), 17);
-        let again = joined.forward(pictures(&device)).into_data();
-        whole.assert_approx_eq::<f32>(&again, Tolerance::default());
-        // Without blocks or head the top only pools: cached features pass unchanged.
-        let features = Tensor::<4>::random([2, FEATURES, 1, 1], Distribution::Default, &device);
-        let pooled = MobileTop::pooled().encode(features.clone());
-        pooled
-            .into_data()
-            .assert_eq(&features.flatten::<2>(1, 3).into_data(), true);
-    }
-
-    #[test]
-    fn the_split_off_tops_batch_norms_are_frozen() {
-        let device = Device::flex();
-        let (_, top) = MobileCnn::mobilenet_v2(false, &device).split_top(1);
-        let head = top.head.as_ref().unwrap();
-        // Inference statistics even on a training device (the trainer's test checks that the
-        // convolutions get gradients there and the features match inference mode).
-        assert!(!head.bn.training.is_enabled());
-        assert!(!top.blocks[0].project.bn.training.is_enabled());
-    }
-}
+mod tests;

@@ -17,6 +17,10 @@ use burn::tensor::{DType, FloatDType};
 use serde::{Deserialize, Serialize};
 
 use super::SentimentModel;
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use burn::store::ModuleRecord;
+use burn::tensor::Bytes;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -28,6 +32,20 @@ pub enum WeightFormat {
 }
 
 impl SentimentModel {
+    /// The model a folder's `config` and weights file describe, in f32 on the CPU. Weights
+    /// may be stored in f16 or int8; they are loaded and turned into f32 on the CPU, where
+    /// every storage format has a kernel (WebGPU has none for 8-bit values).
+    pub fn from_stored(config: &ModelConfig, weights: Vec<u8>) -> Result<Self> {
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(weights))
+            .map_err(|e| Error::Weights(e.to_string()))?
+            .cast_to_module_dtype();
+        Ok(config
+            .init(&Device::flex())
+            .try_load_record(record)
+            .map_err(|e| Error::Weights(e.to_string()))?
+            .dequantized())
+    }
+
     /// The same model with its parameters in `format`, for writing the folder.
     pub fn stored_as(self, format: WeightFormat) -> Self {
         match format {

@@ -1,0 +1,260 @@
+//! The mobile CNNs ([`crate::model::mobile`]) on the CPU with kernels written for them: the picture
+//! is most of an answer's time in the page's one-thread wasm. Burn's flex backend runs a
+//! convolution, its bias and its ReLU6 as separate passes over activations too big for the
+//! cache, and its depthwise kernel reads every other value at stride 2 (the profile:
+//! docs/benchmarks.md). Here, with batch norm already folded into each convolution:
+//! - a pointwise (1x1) convolution is one gemm (the crate flex's own matmul calls) per tile
+//!   of output columns, its bias and ReLU6 applied to the tile while it is still in cache;
+//! - a depthwise convolution works a channel at a time on a zero-padded copy of its plane,
+//!   split into even and odd columns at stride 2, so that every tap is a contiguous
+//!   multiply-add the compiler vectorises; bias and ReLU6 per output row;
+//! - the stem is im2col + the same gemm.
+//!
+//! Same weights, same NCHW layout as the Burn module; the tests hold the two to 1e-4.
+
+use super::matmul;
+
+/// How a convolution pads: before and after, the same rule for rows and columns.
+#[derive(Clone, Copy, Debug)]
+pub enum Pad {
+    /// This many on each side.
+    Fixed(usize),
+    /// TensorFlow's "same": output `ceil(input / stride)`, the odd one after.
+    Same,
+}
+
+impl Pad {
+    /// `(before, after, output size)` for an input of `size`.
+    fn around(self, size: usize, kernel: usize, stride: usize) -> (usize, usize, usize) {
+        let (before, after) = match self {
+            Pad::Fixed(p) => (p, p),
+            Pad::Same => {
+                let out = size.div_ceil(stride);
+                let total = ((out - 1) * stride + kernel).saturating_sub(size);
+                (total / 2, total - total / 2)
+            }
+        };
+        (before, after, (size + before + after - kernel) / stride + 1)
+    }
+}
+
+/// One convolution with its batch norm folded in: weights `[out, in / groups, k, k]`.
+#[derive(Clone, Debug)]
+pub struct Conv {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub channels: [usize; 2],
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad: Pad,
+    pub relu6: bool,
+}
+
+/// An inverted residual block's convolutions.
+#[derive(Clone, Debug)]
+pub struct Block {
+    pub expand: Option<Conv>,
+    pub depthwise: Conv,
+    pub project: Conv,
+    pub residual: bool,
+}
+
+/// The whole network, stem to pooled features.
+#[derive(Clone, Debug)]
+pub struct CpuMobile {
+    pub stem: Conv,
+    pub blocks: Vec<Block>,
+    pub head: Conv,
+}
+
+/// Channels of `h * w` values each, one after the other.
+struct Map {
+    data: Vec<f32>,
+    h: usize,
+    w: usize,
+}
+
+impl CpuMobile {
+    /// One normalised picture (`3 * h * w` values, CHW) → its pooled features, naming each
+    /// step to `step` once it is done (the bench's profile).
+    pub fn features(
+        &self,
+        picture: &[f32],
+        h: usize,
+        w: usize,
+        step: &mut dyn FnMut(&'static str),
+    ) -> Vec<f32> {
+        let x = Map {
+            data: picture.to_vec(),
+            h,
+            w,
+        };
+        let mut x = dense(&self.stem, &x);
+        step("stem conv (3x3) + relu6");
+        for block in &self.blocks {
+            let expanded = block.expand.as_ref().map(|e| pointwise(e, &x));
+            step("pointwise (1x1) conv + relu6");
+            let y = depthwise(&block.depthwise, expanded.as_ref().unwrap_or(&x));
+            step(match block.depthwise.stride {
+                1 => "depthwise conv + relu6, stride 1",
+                _ => "depthwise conv + relu6, stride 2",
+            });
+            let mut y = pointwise(&block.project, &y);
+            step("pointwise (1x1) conv, linear");
+            if block.residual {
+                y.data.iter_mut().zip(&x.data).for_each(|(y, x)| *y += x);
+                step("residual add");
+            }
+            x = y;
+        }
+        let x = pointwise(&self.head, &x);
+        let plane = x.h * x.w;
+        let pooled = x
+            .data
+            .chunks_exact(plane)
+            .map(|c| c.iter().sum::<f32>() / plane as f32)
+            .collect();
+        step("head conv (1x1) + relu6 + pool");
+        pooled
+    }
+}
+
+/// Bias, then ReLU6 where the convolution has it, on one output row of `channel`.
+fn finish(conv: &Conv, channel: usize, row: &mut [f32]) {
+    let b = conv.bias[channel];
+    if conv.relu6 {
+        row.iter_mut().for_each(|v| *v = (*v + b).clamp(0.0, 6.0));
+    } else {
+        row.iter_mut().for_each(|v| *v += b);
+    }
+}
+
+/// About 64 KB of output per tile: it stays in cache for the bias and ReLU6 after the gemm.
+fn tile_columns(rows: usize) -> usize {
+    (16_384 / rows.max(1)).clamp(64, 4096).next_multiple_of(16)
+}
+
+/// `out = W · cols` tile by tile, each tile finished while it is in cache; `cols` is
+/// `[inputs, plane]`.
+fn conv_as_matmul(conv: &Conv, cols: &[f32], plane: usize) -> Vec<f32> {
+    let [_, outputs] = conv.channels;
+    let inputs = conv.weight.len() / outputs;
+    let mut out = vec![0.0; outputs * plane];
+    let tile = tile_columns(outputs);
+    for start in (0..plane).step_by(tile) {
+        let n = tile.min(plane - start);
+        matmul(
+            outputs,
+            n,
+            inputs,
+            &conv.weight,
+            &cols[start..],
+            &mut out[start..],
+            plane,
+        );
+        for (c, row) in out.chunks_exact_mut(plane).enumerate() {
+            finish(conv, c, &mut row[start..start + n]);
+        }
+    }
+    out
+}
+
+fn pointwise(conv: &Conv, x: &Map) -> Map {
+    Map {
+        data: conv_as_matmul(conv, &x.data, x.h * x.w),
+        ..*x
+    }
+}
+
+/// A channel's plane with zeros around it: `(values, rows, columns)`.
+fn padded(plane: &[f32], x: &Map, rows: (usize, usize), cols: (usize, usize)) -> Vec<f32> {
+    let width = x.w + cols.0 + cols.1;
+    let mut out = vec![0.0; (x.h + rows.0 + rows.1) * width];
+    for (r, row) in plane.chunks_exact(x.w).enumerate() {
+        let start = (r + rows.0) * width + cols.0;
+        out[start..start + x.w].copy_from_slice(row);
+    }
+    out
+}
+
+/// Any convolution (the stem's) as im2col + gemm.
+fn dense(conv: &Conv, x: &Map) -> Map {
+    let [inputs, _] = conv.channels;
+    let (k, s) = (conv.kernel, conv.stride);
+    let (top, bottom, h) = conv.pad.around(x.h, k, s);
+    let (left, right, w) = conv.pad.around(x.w, k, s);
+    let width = x.w + left + right;
+    let mut cols = vec![0.0; inputs * k * k * h * w];
+    let mut rows = cols.chunks_exact_mut(h * w);
+    for plane in x.data.chunks_exact(x.h * x.w).take(inputs) {
+        let p = padded(plane, x, (top, bottom), (left, right));
+        for kh in 0..k {
+            for kw in 0..k {
+                let row = rows.next().expect("one im2col row per input and tap");
+                for (oh, out) in row.chunks_exact_mut(w).enumerate() {
+                    let line = &p[(oh * s + kh) * width + kw..];
+                    out.iter_mut()
+                        .zip(line.iter().step_by(s))
+                        .for_each(|(o, v)| *o = *v);
+                }
+            }
+        }
+    }
+    Map {
+        data: conv_as_matmul(conv, &cols, h * w),
+        h,
+        w,
+    }
+}
+
+/// A depthwise convolution, channel by channel. Output row `oh`, column `j` reads padded
+/// value `(s·oh + kh, s·j + kw)`: the padded plane is split into its `s²` phases (rows and
+/// columns by their remainder mod `s`), where that is `(oh + kh / s, j + kw / s)` of phase
+/// `(kh % s, kw % s)`. Computed on rows as wide as a phase's, each tap is then one
+/// multiply-add over the whole plane at once (the columns past `w` are dropped at the end):
+/// long runs the compiler vectorises, even for 7-wide planes.
+fn depthwise(conv: &Conv, x: &Map) -> Map {
+    let (k, s) = (conv.kernel, conv.stride);
+    let (top, bottom, h) = conv.pad.around(x.h, k, s);
+    let (left, right, w) = conv.pad.around(x.w, k, s);
+    // Padded sizes rounded up to whole phases (the extra zeros are never read).
+    let rows = (x.h + top + bottom).div_ceil(s);
+    let width = (x.w + left + right).div_ceil(s);
+    let mut phases = vec![0.0; s * s * rows * width];
+    let run = (h - 1) * width + w;
+    let mut acc = vec![0.0; run];
+    let mut out = vec![0.0; conv.channels[1] * h * w];
+    let planes = x.data.chunks_exact(x.h * x.w);
+    for (c, (plane, out)) in planes.zip(out.chunks_exact_mut(h * w)).enumerate() {
+        phases.fill(0.0);
+        for (ih, line) in plane.chunks_exact(x.w).enumerate() {
+            let (r, rp) = ((ih + top) / s, (ih + top) % s);
+            for cp in 0..s {
+                // The first column in this phase, and where it lands.
+                let first = (cp + s - left % s) % s;
+                let at = ((rp * s + cp) * rows + r) * width + (first + left) / s;
+                let values = line.iter().skip(first).step_by(s);
+                phases[at..]
+                    .iter_mut()
+                    .zip(values)
+                    .for_each(|(p, v)| *p = *v);
+            }
+        }
+        acc.fill(0.0);
+        let weights = &conv.weight[c * k * k..(c + 1) * k * k];
+        for kh in 0..k {
+            for kw in 0..k {
+                let phase = (kh % s) * s + kw % s;
+                let start = phase * rows * width + (kh / s) * width + kw / s;
+                let tap = weights[kh * k + kw];
+                let src = &phases[start..start + run];
+                acc.iter_mut().zip(src).for_each(|(a, v)| *a += tap * v);
+            }
+        }
+        for (oh, row) in out.chunks_exact_mut(w).enumerate() {
+            row.copy_from_slice(&acc[oh * width..oh * width + w]);
+            finish(conv, c, row);
+        }
+    }
+    Map { data: out, h, w }
+}
