@@ -20,7 +20,6 @@ const ROUNDS: usize = 15;
 
 /// Milliseconds per operation kind, summed over one pass, each kind's median over the rounds.
 struct Profile {
-    order: Vec<&'static str>,
     rounds: HashMap<&'static str, Vec<f64>>,
     calls: HashMap<&'static str, usize>,
 }
@@ -29,7 +28,6 @@ impl Profile {
     /// Runs `pass` `WARM_UP + ROUNDS` times; `pass` calls its `step` after each operation.
     fn measure(mut pass: impl FnMut(&mut dyn FnMut(&'static str))) -> Self {
         let mut profile = Profile {
-            order: Vec::new(),
             rounds: HashMap::new(),
             calls: HashMap::new(),
         };
@@ -47,9 +45,6 @@ impl Profile {
                 continue;
             }
             for (name, ms) in this {
-                if !profile.rounds.contains_key(name) {
-                    profile.order.push(name);
-                }
                 profile.rounds.entry(name).or_default().push(ms);
             }
             profile.calls = calls;
@@ -58,11 +53,11 @@ impl Profile {
     }
 
     fn print(&self, title: &str) {
-        let medians: Vec<(&str, f64)> = self
-            .order
-            .iter()
-            .map(|name| (*name, median(&self.rounds[name])))
+        // Slowest first.
+        let mut medians: Vec<(&str, f64)> = (self.rounds.iter())
+            .map(|(name, ms)| (*name, median(ms)))
             .collect();
+        medians.sort_by(|a, b| b.1.total_cmp(&a.1));
         let total: f64 = medians.iter().map(|(_, ms)| ms).sum();
         println!("{title}: {total:.2} ms (sum of the per-operation medians, {ROUNDS} rounds)");
         for (name, ms) in medians {
