@@ -2,8 +2,13 @@
 // It lives beside index.html because a service worker only controls pages at or below its
 // own folder. Same-origin requests go to the network first (a rebuilt page or model is never
 // stale) and fall back to this cache; the page's files and the CPU module are cached when it
-// installs. Model weights are not kept here: the page's worker keeps each model folder in its
-// own cache, checked against www/models.json and replaced when the model changes.
+// installs (the threaded CPU module is cached when the worker first fetches it). Model weights
+// are not kept here: the page's worker keeps each model folder in its own cache, checked
+// against www/models.json and replaced when the model changes.
+//
+// Everything it serves carries the COOP/COEP headers that make the page cross-origin
+// isolated: on a static host that sends none, the page can then share memory between workers
+// and answer on several threads (pkg/cpu-threads) from its second visit on.
 
 const CACHE = "mvsa-page-v1";
 const PAGE = [
@@ -61,8 +66,19 @@ self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
   if (event.request.method !== "GET" || url.origin !== location.origin) return;
   if (MODEL_FILES.test(url.pathname)) return;
-  event.respondWith(networkFirst(event.request));
+  event.respondWith(networkFirst(event.request).then(isolated));
 });
+
+// `response` with the headers that isolate the page (the browser reads them off the response
+// the service worker hands back, wherever it came from).
+function isolated(response) {
+  if (response.status === 0) return response; // opaque: nothing to add
+  const headers = new Headers(response.headers);
+  headers.set("Cross-Origin-Opener-Policy", "same-origin");
+  headers.set("Cross-Origin-Embedder-Policy", "require-corp");
+  const empty = [204, 205, 304].includes(response.status);
+  return new Response(empty ? null : response.body, { status: response.status, statusText: response.statusText, headers });
+}
 
 async function networkFirst(request) {
   const cache = await caches.open(CACHE);

@@ -18,17 +18,32 @@ export function models() {
 }
 
 /**
+ * The headers that make a page cross-origin isolated, which is what lets it share memory
+ * between workers (the page's threaded module). sw.js adds the same to what it serves.
+ */
+export const ISOLATION = {
+  "cross-origin-opener-policy": "same-origin",
+  "cross-origin-embedder-policy": "require-corp",
+};
+
+/** The badge of a page on the CPU: "CPU (wasm)", or with its threads where it is isolated. */
+export const CPU_BADGE = /^CPU \(wasm(, \d+ threads)?\)$/;
+
+/**
  * Serve the repository on loopback. `port` 0 picks a free one. Files are read afresh on every
  * request (a rebuilt pkg/ or a retrained model shows up on reload). With `throttle`
  * (bytes per second), files over 256 kB trickle out at that rate, as over a slow network.
+ * `isolate: false` leaves out the COOP/COEP headers, as a plain static host does.
  */
-export async function startServer({ port = 0, host = "127.0.0.1", throttle = 0 } = {}) {
+export async function startServer({ port = 0, host = "127.0.0.1", throttle = 0, isolate = true } = {}) {
+  const headers = isolate ? ISOLATION : {};
   const files = sirv(root, { dev: true, dotfiles: false });
   const notFound = (res) => {
     res.statusCode = 404;
     res.end("not found");
   };
   const server = createServer(async (req, res) => {
+    for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
     if (throttle && (await trickle(req, res, throttle))) return;
     files(req, res, () => notFound(res));
   });

@@ -18,7 +18,10 @@ const MODEL_KEY = "mvsa:model";
 // Where the model runs: ?backend= (for links and tests), else the Backend menu's last choice
 // (remembered in this browser), else auto.
 let backendChoice = [params.get("backend"), stored(BACKEND_KEY), "auto"].find((b) => BACKENDS.includes(b));
-let serving = { backend: null, choice: null }; // where the loaded model runs, and the menu choice that put it there
+// Threads for the CPU: ?threads=N, else the device's cores, at most 8 (the worker says how many
+// it got: more than one only where the page is cross-origin isolated).
+const THREADS = Number(params.get("threads")) || Math.min(navigator.hardwareConcurrency || 1, 8);
+let serving = { backend: null, choice: null, threads: 1 }; // where the loaded model runs (on how many threads), and the menu choice that put it there
 let models = []; // www/models.json: what each model is, costs and scores
 let current = null; // the manifest entry of the model answering now
 let limits = {}; // what the loaded model accepts: {maxCaptionBytes, maxSide, maxFileBytes, formats}
@@ -48,7 +51,7 @@ function store(key, value) {
 
 listen((data) => {
   // Only the serving worker's answers come here, and it has had one load.
-  if (data.type === "backend") return showBackend(data.backend, data.why);
+  if (data.type === "backend") return showBackend(data);
   if (data.type === "stopped") {
     // Its model went with it: load it again in a new worker.
     ready = false;
@@ -102,15 +105,19 @@ function setBusy(now, text = "Classifying…") {
   updateButton();
 }
 
-// The badge says where the model runs, and its tooltip why.
-function showBackend(backend, why) {
+// The badge says where the model runs (on the CPU, on how many threads), and its tooltip why.
+function showBackend({ backend, why, threads = 1, threadsWhy }) {
   const badge = $("backend");
-  badge.textContent = backend === "webgpu" ? "WebGPU" : "CPU (wasm)";
-  badge.title = why ? `${badge.textContent}: ${why}` : "Where the model runs";
+  const cpu = threads > 1 ? `CPU (wasm, ${threads} threads)` : "CPU (wasm)";
+  badge.textContent = backend === "webgpu" ? "WebGPU" : cpu;
+  const reasons = [why, backend === "cpu" ? threadsWhy : null].filter(Boolean).join("; ");
+  badge.title = reasons ? `${badge.textContent}: ${reasons}` : "Where the model runs";
   badge.classList.remove("webgpu", "cpu");
   badge.classList.add(backend);
   document.body.dataset.backend = backend;
+  document.body.dataset.threads = String(backend === "cpu" ? threads : 0);
   serving.backend = backend;
+  serving.threads = threads;
 }
 
 // A result describes the input it was given: new input hides it.
@@ -217,7 +224,7 @@ async function classify() {
     r = await request("classify", { image: image?.slice().buffer ?? null, caption });
     if (generation !== asking) return;
     showAnswer(r, sent);
-    const where = r.backend === "webgpu" ? "WebGPU" : "the CPU (wasm)";
+    const where = r.backend === "webgpu" ? "WebGPU" : serving.threads > 1 ? `the CPU (wasm, ${serving.threads} threads)` : "the CPU (wasm)";
     $("timing").textContent = `Answered by ${current.title} in ${r.ms.toFixed(1)} ms on ${where}.`;
     $("timing").title = `The model's engine holds ${megabytes(r.wasmBytes)} of memory.`;
     $("result").dataset.wasmBytes = String(r.wasmBytes);
@@ -410,7 +417,7 @@ async function loadModel(id, { keepError = false } = {}) {
   try {
     const started = performance.now();
     const onProgress = (p) => generation === loading && progress.show(p);
-    const loaded = await request("load", { base, model, backend }, onProgress);
+    const loaded = await request("load", { base, model, backend, threads: THREADS }, onProgress);
     if (generation !== loading) return;
     current = model;
     limits = loaded.limits ?? {};
@@ -422,7 +429,7 @@ async function loadModel(id, { keepError = false } = {}) {
     }
     store(MODEL_KEY, id);
     keepInAddress("model", id === models[0].id ? null : id);
-    showBackend(loaded.backend, loaded.why);
+    showBackend(loaded);
     hideResult();
     updateCount();
     document.body.dataset.fromCache = String(loaded.fromCache);

@@ -8,12 +8,14 @@
 // picture as it is chosen), pair (one pair of a folder, from its files' bytes) and retire (no
 // answer: another worker serves now). bridge.js starts one worker for each model it loads.
 //
-// Two builds of the module: pkg/cpu (Burn's flex backend, small) always comes first;
-// pkg/webgpu is fetched only where the browser has a hardware WebGPU adapter.
+// Three builds of the module: on the CPU, pkg/cpu-threads (the kernels on a pool of workers
+// sharing the module's memory) where the page is cross-origin isolated and more than one thread
+// is wanted, else pkg/cpu (one thread); pkg/webgpu is fetched only where the browser has a
+// hardware WebGPU adapter.
 
 import { adapterInfo } from "./gpu.js";
 
-const modules = {}; // kind ("cpu" | "webgpu") → the initialised wasm-bindgen module
+const modules = {}; // kind ("cpu" | "cpu-threads" | "webgpu") → the initialised wasm-bindgen module
 const memories = {}; // kind → that module's linear memory (it grows, and never shrinks)
 let classifier = null; // the WebClassifier answering now
 let asked = 0; // requests about new input so far (classify, inspect, pair): explanations asked before the newest are skipped
@@ -91,17 +93,17 @@ const ms = (x) => `${x.toFixed(1)} ms`;
 // Load the model `model` (an entry of www/models.json) from `base` on `backend`: "cpu",
 // "webgpu", or "auto": the CPU build first, then, where the adapter is hardware, WebGPU in the
 // background, which takes over only if its warm classification is faster than the CPU's.
-// Each answer says why it runs where it runs.
-async function load(id, { base, model, backend }) {
+// `threads`: how many the CPU may use. Each answer says why it runs where it runs.
+async function load(id, { base, model, backend, threads }) {
   const generation = ++loading;
   const progress = (stage, detail = {}) => post({ id, type: "progress", stage, ...detail });
   const adapter = backend === "cpu" ? null : await adapterInfo();
   // Forced WebGPU without an adapter: said in words, before any download.
   if (backend === "webgpu" && adapter.kind === "none") throw new Error(`${adapter.why}`);
-  const kind = backend === "webgpu" ? "webgpu" : "cpu";
   const files = download(base, model, progress);
   files.catch(() => {}); // awaited below, unless the module fails first
-  const ready = await build(kind, files, progress);
+  const cpu = cpuModule(threads);
+  const ready = backend === "webgpu" ? await build("webgpu", files, progress) : await buildCpu(cpu, files, progress);
   if (generation !== loading) return ready.next.free();
   swap(ready.next);
   const why = {
@@ -111,13 +113,48 @@ async function load(id, { base, model, backend }) {
   }[backend];
   const { fromCache } = await files;
   const limits = ready.next.limits;
-  post({ id, type: "loaded", backend: ready.next.backend, warm: ready.warm, fromCache, why, limits });
-  if (backend === "auto" && adapter.kind === "hardware") await compare(id, generation, files, ready.warm, adapter.name);
+  const onCpu = ready.next.backend === "cpu" ? { threads: cpu.threads, threadsWhy: cpu.why } : {};
+  post({ id, type: "loaded", backend: ready.next.backend, warm: ready.warm, fromCache, why, limits, ...onCpu });
+  if (backend === "auto" && adapter.kind === "hardware") await compare(id, generation, files, ready.warm, adapter.name, cpu);
+}
+
+// Which CPU module to load for `wanted` threads (the page asks for the device's cores, at most
+// 8: one picture's convolutions stop gaining well before that), and why: the threaded one needs
+// memory shared between workers, which browsers give only to cross-origin isolated pages.
+function cpuModule(wanted) {
+  const threads = Math.max(1, Math.floor(wanted ?? 1));
+  if (threads === 1) return { kind: "cpu", threads, why: "one thread was asked for" };
+  if (!self.crossOriginIsolated) {
+    return { kind: "cpu", threads: 1, why: "one thread: the page is not cross-origin isolated (the server sends no COOP/COEP headers, and the service worker adds them from the next visit)" };
+  }
+  if (!sharedMemory()) return { kind: "cpu", threads: 1, why: "one thread: this browser has no WebAssembly threads" };
+  return { kind: "cpu-threads", threads, why: `${threads} threads` };
+}
+
+function sharedMemory() {
+  try {
+    return new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true }).buffer instanceof SharedArrayBuffer;
+  } catch {
+    return false;
+  }
+}
+
+// The classifier on the CPU module `cpu` picked (updated in place where the threaded one
+// cannot start, and the single-threaded one answers instead).
+async function buildCpu(cpu, files, progress) {
+  if (cpu.kind === "cpu") return build("cpu", files, progress);
+  try {
+    return await build(cpu.kind, files, progress, cpu.threads);
+  } catch (e) {
+    await files; // a bad download is the error, not the threads
+    Object.assign(cpu, { kind: "cpu", threads: 1, why: `one thread: the threaded module failed (${message(e)})` });
+    return build("cpu", files, progress);
+  }
 }
 
 // Build the model on WebGPU too, and keep it only if a warm classification there is faster.
-async function compare(id, generation, files, cpu, name) {
-  const answer = (backend, why) => post({ id, type: "backend", backend, why });
+async function compare(id, generation, files, cpu, name, threads) {
+  const answer = (backend, why) => post({ id, type: "backend", backend, why, ...(backend === "cpu" ? { threads: threads.threads, threadsWhy: threads.why } : {}) });
   try {
     const gpu = await build("webgpu", files, () => {});
     if (generation !== loading) return gpu.next.free();
@@ -142,17 +179,17 @@ function swap(next) {
 }
 
 // The classifier on `kind`'s module, built from the downloaded files and warmed up.
-async function build(kind, files, progress) {
-  const module = await wasmModule(kind, progress);
+async function build(kind, files, progress, threads = 1) {
+  const module = await wasmModule(kind, progress, threads);
   const { bytes } = await files;
   progress("preparing");
-  const next = await exclusive(() => module.WebClassifier.create(bytes, kind));
+  const next = await exclusive(() => module.WebClassifier.create(bytes, kind === "webgpu" ? "webgpu" : "cpu"));
   progress("warming");
   const warm = await exclusive(() => next.warmUp());
   return { next, warm };
 }
 
-async function wasmModule(kind, progress) {
+async function wasmModule(kind, progress, threads) {
   if (!modules[kind]) {
     modules[kind] = (async () => {
       const dir = new URL(`../pkg/${kind}/`, import.meta.url);
@@ -166,6 +203,8 @@ async function wasmModule(kind, progress) {
         progress("engine", { loaded, total }),
       );
       const exports = await glue.default({ module_or_path: counted });
+      // The threaded module's pool: workers of its own that run the kernels while this one waits.
+      if (kind === "cpu-threads") await glue.initThreadPool(threads);
       memories[kind] = exports.memory;
       return glue;
     })();

@@ -88,6 +88,12 @@ export function noop(): void;
  */
 export function start(): void;
 
+/**
+ * How many threads the CPU kernels run on: 1 in the single-threaded build, the pool's size in
+ * the threaded one once `initThreadPool` has started it.
+ */
+export function threads(): number;
+
 export type InitInput = RequestInfo | URL | Response | BufferSource | WebAssembly.Module;
 
 export interface InitOutput {
@@ -96,6 +102,7 @@ export interface InitOutput {
     readonly hasWebGpu: () => number;
     readonly noop: () => void;
     readonly start: () => void;
+    readonly threads: () => number;
     readonly webclassifier_backend: (a: number) => [number, number];
     readonly webclassifier_classify: (a: number, b: number, c: number, d: number, e: number) => any;
     readonly webclassifier_classifyPair: (a: number, b: number, c: number, d: number, e: number) => any;

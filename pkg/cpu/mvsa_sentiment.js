@@ -250,6 +250,16 @@ export function noop() {
 export function start() {
     wasm.start();
 }
+
+/**
+ * How many threads the CPU kernels run on: 1 in the single-threaded build, the pool's size in
+ * the threaded one once `initThreadPool` has started it.
+ * @returns {number}
+ */
+export function threads() {
+    const ret = wasm.threads();
+    return ret >>> 0;
+}
 function __wbg_get_imports() {
     const import0 = {
         __proto__: null,

@@ -5,6 +5,7 @@ export const __wbg_webclassifier_free: (a: number, b: number) => void;
 export const hasWebGpu: () => number;
 export const noop: () => void;
 export const start: () => void;
+export const threads: () => number;
 export const webclassifier_backend: (a: number) => [number, number];
 export const webclassifier_classify: (a: number, b: number, c: number, d: number, e: number) => any;
 export const webclassifier_classifyPair: (a: number, b: number, c: number, d: number, e: number) => any;

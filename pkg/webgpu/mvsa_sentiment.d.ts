@@ -88,6 +88,12 @@ export function noop(): void;
  */
 export function start(): void;
 
+/**
+ * How many threads the CPU kernels run on: 1 in the single-threaded build, the pool's size in
+ * the threaded one once `initThreadPool` has started it.
+ */
+export function threads(): number;
+
 export type InitInput = RequestInfo | URL | Response | BufferSource | WebAssembly.Module;
 
 export interface InitOutput {
@@ -96,6 +102,7 @@ export interface InitOutput {
     readonly hasWebGpu: () => number;
     readonly noop: () => void;
     readonly start: () => void;
+    readonly threads: () => number;
     readonly webclassifier_backend: (a: number) => [number, number];
     readonly webclassifier_classify: (a: number, b: number, c: number, d: number, e: number) => any;
     readonly webclassifier_classifyPair: (a: number, b: number, c: number, d: number, e: number) => any;
@@ -109,11 +116,11 @@ export interface InitOutput {
     readonly webclassifier_warmUp: (a: number) => any;
     readonly wasm_bindgen__convert__closures_____invoke__h060b9a02f6bc4f3d: (a: number, b: number, c: any) => [number, number];
     readonly wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc: (a: number, b: number, c: any) => [number, number];
-    readonly wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_19: (a: number, b: number, c: any) => [number, number];
     readonly wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_20: (a: number, b: number, c: any) => [number, number];
+    readonly wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_21: (a: number, b: number, c: any) => [number, number];
     readonly wasm_bindgen__convert__closures_____invoke__h10d3c3a2961776d2: (a: number, b: number, c: any, d: any) => void;
     readonly wasm_bindgen__convert__closures_____invoke__h44c60ef183727673: (a: number, b: number, c: any) => void;
-    readonly wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_18: (a: number, b: number, c: any) => void;
+    readonly wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_19: (a: number, b: number, c: any) => void;
     readonly __wbindgen_malloc: (a: number, b: number) => number;
     readonly __wbindgen_realloc: (a: number, b: number, c: number, d: number) => number;
     readonly __wbindgen_free: (a: number, b: number, c: number) => void;

@@ -250,6 +250,16 @@ export function noop() {
 export function start() {
     wasm.start();
 }
+
+/**
+ * How many threads the CPU kernels run on: 1 in the single-threaded build, the pool's size in
+ * the threaded one once `initThreadPool` has started it.
+ * @returns {number}
+ */
+export function threads() {
+    const ret = wasm.threads();
+    return ret >>> 0;
+}
 function __wbg_get_imports() {
     const import0 = {
         __proto__: null,
@@ -1052,17 +1062,17 @@ function __wbg_get_imports() {
         },
         __wbindgen_generic_0000000000000004: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("GPUUncapturedErrorEvent")], shim_idx: 23889, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_18);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_19);
             return ret;
         },
         __wbindgen_generic_0000000000000005: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("any")], shim_idx: 23886, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_19);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_20);
             return ret;
         },
         __wbindgen_generic_0000000000000006: function(arg0, arg1) {
             // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("undefined")], shim_idx: 23886, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_20);
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_21);
             return ret;
         },
         __wbindgen_generic_0000000000000007: function(arg0) {
@@ -1104,8 +1114,8 @@ function wasm_bindgen__convert__closures_____invoke__h44c60ef183727673(arg0, arg
     wasm.wasm_bindgen__convert__closures_____invoke__h44c60ef183727673(arg0, arg1, arg2);
 }
 
-function wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_18(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_18(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_19(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_19(arg0, arg1, arg2);
 }
 
 function wasm_bindgen__convert__closures_____invoke__h060b9a02f6bc4f3d(arg0, arg1, arg2) {
@@ -1122,15 +1132,15 @@ function wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc(arg0, arg
     }
 }
 
-function wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_19(arg0, arg1, arg2) {
-    const ret = wasm.wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_19(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_20(arg0, arg1, arg2) {
+    const ret = wasm.wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_20(arg0, arg1, arg2);
     if (ret[1]) {
         throw takeFromExternrefTable0(ret[0]);
     }
 }
 
-function wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_20(arg0, arg1, arg2) {
-    const ret = wasm.wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_20(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_21(arg0, arg1, arg2) {
+    const ret = wasm.wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_21(arg0, arg1, arg2);
     if (ret[1]) {
         throw takeFromExternrefTable0(ret[0]);
     }

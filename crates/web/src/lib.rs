@@ -3,9 +3,11 @@
 //! with the model crate's preprocessing, model and classifier, the code the native predictor
 //! runs. Every call returns `Result`; nothing blocks.
 //!
-//! Two builds come from this crate: the CPU one (Burn's flex backend, small: what the page
-//! loads first) and, with the `webgpu` feature, one that also runs on WebGPU (fetched only where
-//! the browser has a hardware adapter).
+//! Three builds come from this crate: the CPU one (Burn's flex backend, small: what the page
+//! loads first); with the `threads` feature, the same on a pool of Web Workers (built with
+//! atomics on nightly; the page loads it instead where it is cross-origin isolated); and, with
+//! the `webgpu` feature, one that also runs on WebGPU (fetched only where the browser has a
+//! hardware adapter).
 
 #[cfg(feature = "webgpu")]
 mod webgpu;
@@ -40,6 +42,18 @@ pub fn start() {
 /// Does nothing: the browser benchmark times calls into the module with it.
 #[wasm_bindgen]
 pub fn noop() {}
+
+/// Starts the CPU kernels' pool of `n` Web Workers (a promise; the threaded build only): call
+/// once, before the first classifier is built.
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
+/// How many threads the CPU kernels run on: 1 in the single-threaded build, the pool's size in
+/// the threaded one once `initThreadPool` has started it.
+#[wasm_bindgen]
+pub fn threads() -> usize {
+    mvsa_model::model::cpu_threads()
+}
 
 /// Whether this build can run on WebGPU.
 #[wasm_bindgen(js_name = hasWebGpu)]

@@ -26,7 +26,7 @@ struct Profile {
 
 impl Profile {
     /// Runs `pass` `WARM_UP + ROUNDS` times; `pass` calls its `step` after each operation.
-    fn measure(mut pass: impl FnMut(&mut dyn FnMut(&'static str))) -> Self {
+    fn measure(mut pass: impl FnMut(&mut (dyn FnMut(&'static str) + Send))) -> Self {
         let mut profile = Profile {
             rounds: HashMap::new(),
             calls: HashMap::new(),

@@ -18,7 +18,7 @@ pub trait SelfAttention {
         &self,
         x: Tensor<3>,
         bias: Tensor<4>,
-        step: &mut dyn FnMut(&'static str),
+        step: &mut (dyn FnMut(&'static str) + Send),
     ) -> Tensor<3> {
         let x = self.forward(x, bias);
         step("self-attention");
@@ -104,7 +104,7 @@ impl<A: SelfAttention> Layer<A> {
         &self,
         x: Tensor<3>,
         bias: Tensor<4>,
-        step: &mut dyn FnMut(&'static str),
+        step: &mut (dyn FnMut(&'static str) + Send),
     ) -> Tensor<3> {
         let x = self.attention.forward_profiled(x, bias, step);
         let h = self.intermediate.forward(x.clone());

@@ -49,7 +49,7 @@ impl SelfAttention for Attention {
         &self,
         x: Tensor<3>,
         bias: Tensor<4>,
-        step: &mut dyn FnMut(&'static str),
+        step: &mut (dyn FnMut(&'static str) + Send),
     ) -> Tensor<3> {
         let q = self.query.forward(x.clone());
         let k = self.key.forward(x.clone());
@@ -197,7 +197,7 @@ impl MiniLm {
     pub fn encode_profiled(
         &self,
         tokens: TokenBatch,
-        step: &mut dyn FnMut(&'static str),
+        step: &mut (dyn FnMut(&'static str) + Send),
     ) -> Tensor<2> {
         if let Some(cpu) = &self.cpu {
             let device = tokens.ids.device();
@@ -216,7 +216,7 @@ impl MiniLm {
     fn hidden_states_profiled(
         &self,
         tokens: TokenBatch,
-        step: &mut dyn FnMut(&'static str),
+        step: &mut (dyn FnMut(&'static str) + Send),
     ) -> HiddenStates {
         let TokenBatch { ids, mask } = tokens;
         let [batch, len] = ids.dims();

@@ -114,7 +114,11 @@ impl ConvBn {
         self.forward_profiled(x, &mut |_| {})
     }
 
-    fn forward_profiled(&self, x: Tensor<4>, step: &mut dyn FnMut(&'static str)) -> Tensor<4> {
+    fn forward_profiled(
+        &self,
+        x: Tensor<4>,
+        step: &mut (dyn FnMut(&'static str) + Send),
+    ) -> Tensor<4> {
         let x = self.conv.forward(x);
         step(self.conv_kind());
         if self.folded {
@@ -125,7 +129,7 @@ impl ConvBn {
         self.activate(x, step)
     }
 
-    fn activate(&self, x: Tensor<4>, step: &mut dyn FnMut(&'static str)) -> Tensor<4> {
+    fn activate(&self, x: Tensor<4>, step: &mut (dyn FnMut(&'static str) + Send)) -> Tensor<4> {
         if self.relu6 {
             let x = x.clamp(0.0, 6.0);
             step("relu6");
@@ -212,7 +216,11 @@ impl InvertedResidual {
         self.forward_profiled(input, &mut |_| {})
     }
 
-    fn forward_profiled(&self, input: Tensor<4>, step: &mut dyn FnMut(&'static str)) -> Tensor<4> {
+    fn forward_profiled(
+        &self,
+        input: Tensor<4>,
+        step: &mut (dyn FnMut(&'static str) + Send),
+    ) -> Tensor<4> {
         let x = match &self.expand {
             Some(expand) => expand.forward_profiled(input.clone(), step),
             None => input.clone(),
@@ -326,7 +334,7 @@ impl MobileCnn {
     pub fn forward_profiled(
         &self,
         images: Tensor<4>,
-        step: &mut dyn FnMut(&'static str),
+        step: &mut (dyn FnMut(&'static str) + Send),
     ) -> Tensor<2> {
         match &self.cpu {
             Some(cpu) => forward_cpu(cpu, images, step),
@@ -334,7 +342,11 @@ impl MobileCnn {
         }
     }
 
-    fn forward_burn(&self, images: Tensor<4>, step: &mut dyn FnMut(&'static str)) -> Tensor<2> {
+    fn forward_burn(
+        &self,
+        images: Tensor<4>,
+        step: &mut (dyn FnMut(&'static str) + Send),
+    ) -> Tensor<2> {
         let x = self.stem.forward_profiled(images, step);
         let x = self
             .blocks
@@ -438,7 +450,7 @@ impl MobileCnn {
 fn forward_cpu(
     cpu: &CpuMobile,
     images: Tensor<4>,
-    step: &mut dyn FnMut(&'static str),
+    step: &mut (dyn FnMut(&'static str) + Send),
 ) -> Tensor<2> {
     let device = images.device();
     let [batch, _, h, w] = images.dims();

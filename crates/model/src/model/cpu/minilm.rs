@@ -3,7 +3,7 @@
 //! GELU) applied to the rows it wrote, attention over 12 heads of 32 values as plain loops
 //! (13 tokens make it a rounding error), layer norm in one pass per row.
 
-use super::matmul;
+use super::{for_parts, matmul, parts};
 
 /// A linear layer: weight `[inputs, outputs]` (Burn's layout), bias `[outputs]`.
 #[derive(Clone, Debug)]
@@ -13,17 +13,46 @@ pub struct Dense {
 }
 
 impl Dense {
-    /// `x` `[tokens, inputs]` → `[tokens, outputs]`.
-    fn forward(&self, x: &[f32], tokens: usize) -> Vec<f32> {
+    /// `x` `[tokens, inputs]` → `[tokens, outputs]`, with GELU after the bias if `gelu`.
+    /// With threads, each multiplies a share of the weight's columns into a block of its own
+    /// and finishes it there, then the blocks are laid side by side.
+    fn forward(&self, x: &[f32], tokens: usize, gelu: bool) -> Vec<f32> {
         let outputs = self.bias.len();
         let inputs = self.weight.len() / outputs;
-        let mut out = vec![0.0; tokens * outputs];
-        matmul(tokens, outputs, inputs, x, &self.weight, &mut out, outputs);
-        for row in out.chunks_exact_mut(outputs) {
-            row.iter_mut().zip(&self.bias).for_each(|(v, b)| *v += b);
+        let split = parts(outputs / 16, tokens * outputs * inputs);
+        // Whole SIMD widths per block (gemm's f32 kernels are 16 columns wide at most).
+        let per = outputs.div_ceil(split).next_multiple_of(16).min(outputs);
+        let mut blocks = vec![0.0; tokens * outputs];
+        for_parts(&mut blocks, tokens * per, |i, block| {
+            let width = block.len() / tokens;
+            let rhs = &self.weight[i * per..];
+            matmul(tokens, width, inputs, x, rhs, outputs, block, width);
+            let bias = &self.bias[i * per..i * per + width];
+            for row in block.chunks_exact_mut(width) {
+                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+                if gelu {
+                    row.iter_mut().for_each(|v| *v = gelu_erf(*v));
+                }
+            }
+        });
+        if per == outputs {
+            blocks
+        } else {
+            side_by_side(&blocks, tokens, outputs, per)
         }
-        out
     }
+}
+
+/// `[tokens, outputs]` from blocks of `per` columns (the last narrower), each `[tokens, width]`.
+fn side_by_side(blocks: &[f32], tokens: usize, outputs: usize, per: usize) -> Vec<f32> {
+    let mut out = vec![0.0; tokens * outputs];
+    for (i, block) in blocks.chunks(tokens * per).enumerate() {
+        let width = block.len() / tokens;
+        for (t, row) in block.chunks_exact(width).enumerate() {
+            out[t * outputs + i * per..][..width].copy_from_slice(row);
+        }
+    }
+    out
 }
 
 /// Layer norm over the last dimension.
@@ -82,7 +111,11 @@ pub struct CpuMiniLm {
 impl CpuMiniLm {
     /// A caption's tokens (position, id), its padding left out → its L2-normalised
     /// mean-pooled embedding, naming each step to `step` once it is done (the bench's profile).
-    pub fn embed(&self, tokens: &[(usize, usize)], step: &mut dyn FnMut(&'static str)) -> Vec<f32> {
+    pub fn embed(
+        &self,
+        tokens: &[(usize, usize)],
+        step: &mut (dyn FnMut(&'static str) + Send),
+    ) -> Vec<f32> {
         let hidden = self.token_type.len();
         let t = tokens.len();
         if t == 0 {
@@ -116,22 +149,20 @@ impl CpuMiniLm {
         layer: &Layer,
         x: Vec<f32>,
         t: usize,
-        step: &mut dyn FnMut(&'static str),
+        step: &mut (dyn FnMut(&'static str) + Send),
     ) -> Vec<f32> {
-        let q = layer.query.forward(&x, t);
-        let k = layer.key.forward(&x, t);
-        let v = layer.value.forward(&x, t);
+        let q = layer.query.forward(&x, t, false);
+        let k = layer.key.forward(&x, t, false);
+        let v = layer.value.forward(&x, t, false);
         step("query, key, value projections");
         let context = attend(&q, &k, &v, t, self.heads);
         step("attention (scores, softmax, context)");
-        let mut a = layer.attention_output.forward(&context, t);
+        let mut a = layer.attention_output.forward(&context, t, false);
         layer.attention_norm.add_apply(&mut a, &x);
         step("attention output + norm");
-        let mut h = layer.intermediate.forward(&a, t);
-        step("feed-forward in (384 → 1536)");
-        h.iter_mut().for_each(|v| *v = gelu(*v));
-        step("gelu");
-        let mut out = layer.output.forward(&h, t);
+        let h = layer.intermediate.forward(&a, t, true);
+        step("feed-forward in (384 → 1536) + gelu");
+        let mut out = layer.output.forward(&h, t, false);
         layer.output_norm.add_apply(&mut out, &a);
         step("feed-forward out (1536 → 384) + norm");
         out
@@ -139,7 +170,7 @@ impl CpuMiniLm {
 }
 
 /// GELU as BERT has it, with erf (not the tanh approximation).
-fn gelu(x: f32) -> f32 {
+fn gelu_erf(x: f32) -> f32 {
     0.5 * x * (1.0 + libm::erff(x / std::f32::consts::SQRT_2))
 }
 

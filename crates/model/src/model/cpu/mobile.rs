@@ -10,9 +10,12 @@
 //!   multiply-add the compiler vectorises; bias and ReLU6 per output row;
 //! - the stem is im2col + the same gemm.
 //!
+//! With threads (natively, and the page's threaded module), a convolution's output channels
+//! are shared out among them.
+//!
 //! Same weights, same NCHW layout as the Burn module; the tests hold the two to 1e-4.
 
-use super::matmul;
+use super::{for_parts, matmul, parts};
 
 /// How a convolution pads: before and after, the same rule for rows and columns.
 #[derive(Clone, Copy, Debug)]
@@ -82,7 +85,7 @@ impl CpuMobile {
         picture: &[f32],
         h: usize,
         w: usize,
-        step: &mut dyn FnMut(&'static str),
+        step: &mut (dyn FnMut(&'static str) + Send),
     ) -> Vec<f32> {
         let x = Map {
             data: picture.to_vec(),
@@ -135,27 +138,25 @@ fn tile_columns(rows: usize) -> usize {
 }
 
 /// `out = W · cols` tile by tile, each tile finished while it is in cache; `cols` is
-/// `[inputs, plane]`.
+/// `[inputs, plane]`. With threads, each takes a share of the output channels.
 fn conv_as_matmul(conv: &Conv, cols: &[f32], plane: usize) -> Vec<f32> {
     let [_, outputs] = conv.channels;
     let inputs = conv.weight.len() / outputs;
     let mut out = vec![0.0; outputs * plane];
-    let tile = tile_columns(outputs);
-    for start in (0..plane).step_by(tile) {
-        let n = tile.min(plane - start);
-        matmul(
-            outputs,
-            n,
-            inputs,
-            &conv.weight,
-            &cols[start..],
-            &mut out[start..],
-            plane,
-        );
-        for (c, row) in out.chunks_exact_mut(plane).enumerate() {
-            finish(conv, c, &mut row[start..start + n]);
+    let per = outputs.div_ceil(parts(outputs, outputs * inputs * plane));
+    for_parts(&mut out, per * plane, |i, rows| {
+        let (first, count) = (i * per, rows.len() / plane);
+        let weight = &conv.weight[first * inputs..(first + count) * inputs];
+        let tile = tile_columns(count);
+        for start in (0..plane).step_by(tile) {
+            let n = tile.min(plane - start);
+            let (rhs, out) = (&cols[start..], &mut rows[start..]);
+            matmul(count, n, inputs, weight, rhs, plane, out, plane);
+            for (c, row) in rows.chunks_exact_mut(plane).enumerate() {
+                finish(conv, first + c, &mut row[start..start + n]);
+            }
         }
-    }
+    });
     out
 }
 
@@ -177,29 +178,32 @@ fn padded(plane: &[f32], x: &Map, rows: (usize, usize), cols: (usize, usize)) ->
     out
 }
 
-/// Any convolution (the stem's) as im2col + gemm.
+/// Any convolution (the stem's) as im2col + gemm; the im2col rows shared out among threads.
 fn dense(conv: &Conv, x: &Map) -> Map {
     let [inputs, _] = conv.channels;
     let (k, s) = (conv.kernel, conv.stride);
     let (top, bottom, h) = conv.pad.around(x.h, k, s);
     let (left, right, w) = conv.pad.around(x.w, k, s);
     let width = x.w + left + right;
-    let mut cols = vec![0.0; inputs * k * k * h * w];
-    let mut rows = cols.chunks_exact_mut(h * w);
-    for plane in x.data.chunks_exact(x.h * x.w).take(inputs) {
-        let p = padded(plane, x, (top, bottom), (left, right));
-        for kh in 0..k {
-            for kw in 0..k {
-                let row = rows.next().expect("one im2col row per input and tap");
-                for (oh, out) in row.chunks_exact_mut(w).enumerate() {
-                    let line = &p[(oh * s + kh) * width + kw..];
-                    out.iter_mut()
-                        .zip(line.iter().step_by(s))
-                        .for_each(|(o, v)| *o = *v);
-                }
+    let planes: Vec<Vec<f32>> = (x.data.chunks_exact(x.h * x.w).take(inputs))
+        .map(|plane| padded(plane, x, (top, bottom), (left, right)))
+        .collect();
+    // One row per input channel and tap, in the weights' order.
+    let rows = inputs * k * k;
+    let mut cols = vec![0.0; rows * h * w];
+    let per = rows.div_ceil(parts(rows, rows * h * w));
+    for_parts(&mut cols, per * h * w, |i, part| {
+        for (n, row) in part.chunks_exact_mut(h * w).enumerate() {
+            let r = i * per + n;
+            let (p, kh, kw) = (&planes[r / (k * k)], r % (k * k) / k, r % k);
+            for (oh, out) in row.chunks_exact_mut(w).enumerate() {
+                let line = &p[(oh * s + kh) * width + kw..];
+                out.iter_mut()
+                    .zip(line.iter().step_by(s))
+                    .for_each(|(o, v)| *o = *v);
             }
         }
-    }
+    });
     Map {
         data: conv_as_matmul(conv, &cols, h * w),
         h,
@@ -220,41 +224,46 @@ fn depthwise(conv: &Conv, x: &Map) -> Map {
     // Padded sizes rounded up to whole phases (the extra zeros are never read).
     let rows = (x.h + top + bottom).div_ceil(s);
     let width = (x.w + left + right).div_ceil(s);
-    let mut phases = vec![0.0; s * s * rows * width];
     let run = (h - 1) * width + w;
-    let mut acc = vec![0.0; run];
-    let mut out = vec![0.0; conv.channels[1] * h * w];
-    let planes = x.data.chunks_exact(x.h * x.w);
-    for (c, (plane, out)) in planes.zip(out.chunks_exact_mut(h * w)).enumerate() {
-        phases.fill(0.0);
-        for (ih, line) in plane.chunks_exact(x.w).enumerate() {
-            let (r, rp) = ((ih + top) / s, (ih + top) % s);
-            for cp in 0..s {
-                // The first column in this phase, and where it lands.
-                let first = (cp + s - left % s) % s;
-                let at = ((rp * s + cp) * rows + r) * width + (first + left) / s;
-                let values = line.iter().skip(first).step_by(s);
-                phases[at..]
-                    .iter_mut()
-                    .zip(values)
-                    .for_each(|(p, v)| *p = *v);
+    let channels = conv.channels[1];
+    let mut out = vec![0.0; channels * h * w];
+    let per = channels.div_ceil(parts(channels, channels * h * w * k * k));
+    for_parts(&mut out, per * h * w, |i, part| {
+        let mut phases = vec![0.0; s * s * rows * width];
+        let mut acc = vec![0.0; run];
+        let planes = x.data.chunks_exact(x.h * x.w).skip(i * per);
+        for (n, (plane, out)) in planes.zip(part.chunks_exact_mut(h * w)).enumerate() {
+            let c = i * per + n;
+            phases.fill(0.0);
+            for (ih, line) in plane.chunks_exact(x.w).enumerate() {
+                let (r, rp) = ((ih + top) / s, (ih + top) % s);
+                for cp in 0..s {
+                    // The first column in this phase, and where it lands.
+                    let first = (cp + s - left % s) % s;
+                    let at = ((rp * s + cp) * rows + r) * width + (first + left) / s;
+                    let values = line.iter().skip(first).step_by(s);
+                    phases[at..]
+                        .iter_mut()
+                        .zip(values)
+                        .for_each(|(p, v)| *p = *v);
+                }
+            }
+            acc.fill(0.0);
+            let weights = &conv.weight[c * k * k..(c + 1) * k * k];
+            for kh in 0..k {
+                for kw in 0..k {
+                    let phase = (kh % s) * s + kw % s;
+                    let start = phase * rows * width + (kh / s) * width + kw / s;
+                    let tap = weights[kh * k + kw];
+                    let src = &phases[start..start + run];
+                    acc.iter_mut().zip(src).for_each(|(a, v)| *a += tap * v);
+                }
+            }
+            for (oh, row) in out.chunks_exact_mut(w).enumerate() {
+                row.copy_from_slice(&acc[oh * width..oh * width + w]);
+                finish(conv, c, row);
             }
         }
-        acc.fill(0.0);
-        let weights = &conv.weight[c * k * k..(c + 1) * k * k];
-        for kh in 0..k {
-            for kw in 0..k {
-                let phase = (kh % s) * s + kw % s;
-                let start = phase * rows * width + (kh / s) * width + kw / s;
-                let tap = weights[kh * k + kw];
-                let src = &phases[start..start + run];
-                acc.iter_mut().zip(src).for_each(|(a, v)| *a += tap * v);
-            }
-        }
-        for (oh, row) in out.chunks_exact_mut(w).enumerate() {
-            row.copy_from_slice(&acc[oh * width..oh * width + w]);
-            finish(conv, c, row);
-        }
-    }
+    });
     Map { data: out, h, w }
 }
