@@ -1,10 +1,9 @@
 // The page's service worker: it makes the page open and classify offline after one visit.
 // It lives beside index.html because a service worker only controls pages at or below its
 // own folder. Same-origin requests go to the network first (a rebuilt page or model is never
-// stale) and fall back to this cache; the page's files and the CPU module are cached when it
-// installs (the threaded CPU module is cached when the worker first fetches it). Model weights
-// are not kept here: the page's worker keeps each model folder in its own cache, checked
-// against www/models.json and replaced when the model changes.
+// stale) and fall back to this cache; the page's files and both CPU modules are cached when it
+// installs. Model weights are not kept here: the page's worker keeps each model folder in its
+// own cache, checked against www/models.json and replaced when the model changes.
 //
 // Everything it serves carries the COOP/COEP headers that make the page cross-origin
 // isolated: on a static host that sends none, the page can then share memory between workers
@@ -32,6 +31,8 @@ const PAGE = [
   "pkg/cpu/mvsa_sentiment.js",
   "pkg/cpu/mvsa_sentiment_bg.wasm",
 ];
+// Loaded instead of pkg/cpu where the page is cross-origin isolated.
+const THREADED = ["pkg/cpu-threads/mvsa_sentiment.js", "pkg/cpu-threads/mvsa_sentiment_bg.wasm"];
 // Kept by the worker's model caches instead (tens of MB each).
 const MODEL_FILES = /\/(model\.bpk|tokenizer\.json)$/;
 
@@ -41,11 +42,16 @@ self.addEventListener("install", (event) => {
   );
 });
 
-// The page's files, the sample pairs' pictures that samples.json lists, and each model's
-// metrics.json (its confusion matrix, shown offline too).
+// The page's files, the threaded CPU module (with the script its pool's workers start from,
+// whose path the module's glue names), the sample pairs' pictures that samples.json lists, and
+// each model's metrics.json (its confusion matrix, shown offline too).
 async function precache() {
   const cache = await caches.open(CACHE);
   await cache.addAll(PAGE);
+  await cache.addAll(THREADED);
+  const glue = await (await cache.match(THREADED[0])).text();
+  const snippets = [...glue.matchAll(/from ['"]\.\/(snippets\/[^'"]+)['"]/g)];
+  await cache.addAll(snippets.map((m) => new URL(m[1], new URL(THREADED[0], location)).href));
   const samples = await (await cache.match("www/samples/samples.json")).json();
   await cache.addAll(samples.map((s) => `www/${s.image}`));
   const { models } = await (await cache.match("www/models.json")).json();

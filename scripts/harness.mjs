@@ -26,6 +26,14 @@ export const ISOLATION = {
   "cross-origin-embedder-policy": "require-corp",
 };
 
+/**
+ * The page's workers that host worker.js, one per loaded model; the others are the threaded
+ * module's pool workers, each host's own, which end with it.
+ */
+export function hostWorkers(page) {
+  return page.workers().filter((w) => new URL(w.url()).pathname.endsWith("/www/worker.js"));
+}
+
 /** The badge of a page on the CPU: "CPU (wasm)", or with its threads where it is isolated. */
 export const CPU_BADGE = /^CPU \(wasm(, \d+ threads)?\)$/;
 

@@ -203,14 +203,27 @@ async function wasmModule(kind, progress, threads) {
         progress("engine", { loaded, total }),
       );
       const exports = await glue.default({ module_or_path: counted });
-      // The threaded module's pool: workers of its own that run the kernels while this one waits.
-      if (kind === "cpu-threads") await glue.initThreadPool(threads);
+      // The threaded module's pool: workers of its own that run the kernels while this one
+      // waits. A pool worker that cannot fetch its script never says it is ready, so the wait
+      // is bounded: then the one-thread module answers.
+      if (kind === "cpu-threads") await within(POOL_START_MS, glue.initThreadPool(threads), "the thread pool did not start");
       memories[kind] = exports.memory;
       return glue;
     })();
     modules[kind].catch(() => delete modules[kind]);
   }
   return modules[kind];
+}
+
+const POOL_START_MS = 20_000;
+
+// `promise`, or an error saying `what` once `ms` have passed.
+function within(ms, promise, what) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
 // `response` again, its body reported to `onProgress(loaded, total)` as it is read.

@@ -49,10 +49,13 @@ test("after one visit the page opens and classifies offline, with either model a
     await page.selectOption("#model", model);
     await page.waitForSelector(`body[data-model="${model}"]`, { timeout: WORK });
   }
+  const threads = await page.locator("body").getAttribute("data-threads");
   await context.setOffline(true);
   await page.reload();
   await page.waitForSelector("body[data-ready]", { timeout: WORK });
   assert.equal(await page.locator("body").getAttribute("data-from-cache"), "true");
+  // On as many threads as online: the threaded module and its pool's script were cached too.
+  assert.equal(await page.locator("body").getAttribute("data-threads"), threads, await page.locator("#backend").getAttribute("title"));
   await page.setInputFiles("#file", path.join(mini, "data/4066.jpg"));
   await page.fill("#caption", "offline and still working");
   await page.click("#classify");

@@ -5,7 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { TEST, WORK, browserSuite, root } from "../../scripts/harness.mjs";
+import { TEST, WORK, browserSuite, hostWorkers, root } from "../../scripts/harness.mjs";
 
 const fixture = (name) => path.join(root, "tests/fixtures/mini/data", name);
 const SHOTS = path.join(root, "tests/e2e/screenshots");
@@ -82,14 +82,17 @@ test("a worker that stops is replaced: the page says so, loads the model again a
   const { context, page, errors } = await open("backend=cpu&model=small");
   const loaded = await page.evaluate(() => document.body.dataset.readyAt);
   // An uncaught error in the serving worker (as a crash in its module would raise).
-  const [worker] = page.workers();
+  const [worker] = hostWorkers(page);
   await worker.evaluate(() => setTimeout(() => {
     throw new Error("simulated crash");
   }));
   await page.locator("#error").waitFor({ state: "visible", timeout: WORK });
   assert.match(await page.locator("#error").textContent(), /worker stopped .*simulated crash.*loading the model again/);
   await page.waitForFunction((was) => document.body.dataset.readyAt !== was, loaded, { timeout: WORK });
-  assert.equal(page.workers().length, 1);
+  // The crashed worker is ended (with its thread pool, which takes a moment).
+  const deadline = Date.now() + WORK;
+  while (hostWorkers(page).length > 1 && Date.now() < deadline) await page.waitForTimeout(100);
+  assert.equal(hostWorkers(page).length, 1);
   await page.setInputFiles("#file", fixture("4066.jpg"));
   await page.fill("#caption", "back on its feet");
   const { fused } = await classified(page);

@@ -7,7 +7,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { WORK, browserSuite, chooseMade, hugeJpeg, root, selectBackend } from "../../scripts/harness.mjs";
+import { WORK, browserSuite, chooseMade, hostWorkers, hugeJpeg, root, selectBackend } from "../../scripts/harness.mjs";
 
 const DATA = path.join(root, "tests/fixtures/mini/data");
 const SOAK_PAIRS = Number(process.env.SOAK_PAIRS ?? 300);
@@ -191,10 +191,14 @@ test(`soak: ${SOAK_PAIRS} classifications with model and backend switches, doubl
   const last = Math.max(...memory.slice(-50));
   console.log(`soak: ${count} answers; wasm memory ${(memory[0] / MB).toFixed(0)} MiB at first, ${(warm / MB).toFixed(0)} MiB warm, ${(last / MB).toFixed(0)} MiB at most over the last 50`);
   assert.ok(last <= warm, `wasm memory grew from ${warm} to ${last} bytes once warm`);
-  // Every replaced worker has been ended (each model and backend loaded in one of its own).
+  // Every replaced worker has been ended (each model and backend loaded in one of its own), and
+  // its thread pool with it: what is left is one host and at most one pool.
+  const pool = await page.evaluate(() => Math.min(navigator.hardwareConcurrency || 1, 8));
+  const left = () => [hostWorkers(page).length, page.workers().length - hostWorkers(page).length];
   const deadline = Date.now() + WORK;
-  while (page.workers().length > 1 && Date.now() < deadline) await page.waitForTimeout(100);
-  assert.equal(page.workers().length, 1, "workers left running");
+  while ((left()[0] > 1 || left()[1] > pool) && Date.now() < deadline) await page.waitForTimeout(100);
+  assert.equal(left()[0], 1, "workers left running");
+  assert.ok(left()[1] <= pool, `${left()[1]} pool workers left running, ${pool} at most`);
   assert.deepEqual(errors, []);
   await context.close();
 });
