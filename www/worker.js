@@ -153,8 +153,9 @@ async function buildCpu(cpu, files, progress) {
 }
 
 // Build the model on WebGPU too, and keep it only if a warm classification there is faster.
-async function compare(id, generation, files, cpu, name, threads) {
-  const answer = (backend, why) => post({ id, type: "backend", backend, why, ...(backend === "cpu" ? { threads: threads.threads, threadsWhy: threads.why } : {}) });
+async function compare(id, generation, files, cpu, name, module) {
+  const threads = { threads: module.threads, threadsWhy: module.why }; // of the CPU module, said when it stays
+  const answer = (backend, why) => post({ id, type: "backend", backend, why, ...(backend === "cpu" ? threads : {}) });
   try {
     const gpu = await build("webgpu", files, () => {});
     if (generation !== loading) return gpu.next.free();
