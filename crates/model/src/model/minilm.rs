@@ -137,10 +137,7 @@ impl MiniLm {
         let dense = |l: &mut Linear| {
             let [_, outputs] = l.weight.dims();
             let bias = l.bias.as_mut().map_or(vec![0.0; outputs], take);
-            cpu::Dense {
-                weight: take(&mut l.weight),
-                bias,
-            }
+            cpu::Dense::new(&take(&mut l.weight), bias)
         };
         let norm = |n: &mut LayerNorm| {
             let [width] = n.gamma.dims();

@@ -22,7 +22,7 @@ use burn::prelude::*;
 
 use crate::config::{Fusion, ImageEncoderConfig, ModelConfig, TextEncoderConfig};
 use crate::error::{Error, Result};
-pub use cpu::threads as cpu_threads;
+pub use cpu::{join as cpu_join, threads as cpu_threads};
 use heads::{FusionHead, HeadSet, Heads};
 pub use minilm::{HiddenStates, MiniLm, MiniLmTop};
 pub use mobile::{MobileCnn, MobileTop};

@@ -241,6 +241,12 @@ fn depthwise(conv: &Conv, x: &Map) -> Map {
                     // The first column in this phase, and where it lands.
                     let first = (cp + s - left % s) % s;
                     let at = ((rp * s + cp) * rows + r) * width + (first + left) / s;
+                    if s == 1 {
+                        // A row copy; `step_by` moved one value at a time, a quarter of the
+                        // stride-1 convolutions' time.
+                        phases[at..at + line.len()].copy_from_slice(line);
+                        continue;
+                    }
                     let values = line.iter().skip(first).step_by(s);
                     phases[at..]
                         .iter_mut()

@@ -8,6 +8,7 @@
 
 pub mod minilm;
 pub mod mobile;
+pub mod panels;
 
 use burn::module::Param;
 use burn::prelude::*;
@@ -149,6 +150,16 @@ mod pool {
     pub fn run<R: Send>(op: impl FnOnce() -> R + Send) -> R {
         rayon::scope(|_| op())
     }
+
+    pub fn join<A: Send, B: Send>(
+        a: impl FnOnce() -> A + Send,
+        b: impl FnOnce() -> B + Send,
+    ) -> (A, B) {
+        match threads() {
+            1 => (a(), b()),
+            _ => run(|| rayon::join(a, b)),
+        }
+    }
 }
 
 #[cfg(not(any(not(target_family = "wasm"), target_feature = "atomics")))]
@@ -172,6 +183,19 @@ mod pool {
     pub fn run<R>(op: impl FnOnce() -> R) -> R {
         op()
     }
+
+    pub fn join<A, B>(a: impl FnOnce() -> A, b: impl FnOnce() -> B) -> (A, B) {
+        (a(), b())
+    }
+}
+
+/// `a` and `b` side by side on the pool's threads where it has several, else one after the
+/// other.
+pub fn join<A: Send, B: Send>(
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    pool::join(a, b)
 }
 
 /// Threads the CPU kernels run on: rayon's pool natively and in the page's threaded module, 1
