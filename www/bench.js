@@ -10,6 +10,20 @@ async function time(f) {
   return [performance.now() - t, value];
 }
 
+// `?ops=1`: each encoder's operations timed too (profileOperations), as `bench --profile`.
+const opsWanted = new URLSearchParams(self.location.search).get("ops") === "1";
+
+// Per encoder, each operation's median over the rounds, slowest first.
+function operations(rounds) {
+  const out = {};
+  for (const encoder of ["image", "text"]) {
+    const names = Object.keys(rounds[0][encoder] ?? {});
+    const medians = names.map((n) => [n, median(rounds.map((r) => r[encoder][n]))]);
+    out[encoder] = Object.fromEntries(medians.sort((a, b) => b[1] - a[1]));
+  }
+  return out;
+}
+
 async function files(model) {
   const base = new URL(`${model.id}/`, import.meta.url);
   const bytes = {};
@@ -31,10 +45,12 @@ async function measure(kind, backend, model, bytes, image, caption, threads) {
   const [firstMs] = await time(() => classifier.classify(image, caption));
   const warm = [];
   const stages = [];
+  const ops = [];
   const runs = firstMs > 2000 ? 3 : 15; // fewer where one takes seconds (a software adapter)
   for (let i = 0; i < runs; i++) {
     warm.push((await time(() => classifier.classify(image, caption)))[0]);
     stages.push(await classifier.profile(image, caption));
+    if (opsWanted && backend === "cpu") ops.push(classifier.profileOperations(image, caption));
   }
   const calls = 10000;
   const [callMs] = await time(() => { for (let i = 0; i < calls; i++) wasm.noop(); });
@@ -47,6 +63,7 @@ async function measure(kind, backend, model, bytes, image, caption, threads) {
     stages_ms: { preprocess: stage("preprocess"), image_encoder: stage("image_encoder"),
                  text_encoder: stage("text_encoder"), heads: stage("heads") },
     call_us: (callMs * 1000) / calls,
+    ...(ops.length ? { operations_ms: operations(ops) } : {}),
     module: kind,
     threads: backend === "cpu" ? wasm.threads() : null,
   };

@@ -44,6 +44,12 @@ export class WebClassifier {
      */
     inspect(image: Uint8Array | number[]): any;
     /**
+     * One pass of the pretrained encoders operation by operation, as `bench --profile` does
+     * natively: `{image: {operation: ms}, text: {...}}`, each operation's time summed over
+     * the pass (an encoder trained from scratch is left out). For the benchmark's `?ops=1`.
+     */
+    profileOperations(image?: Uint8Array | number[] | null, caption?: string | null): any;
+    /**
      * Classify one pair stage by stage, reading each stage's result back before the next
      * starts: `{preprocess, image_encoder, text_encoder, heads}` in milliseconds (for the
      * benchmark; `classify` does not wait between stages).
@@ -133,6 +139,7 @@ export interface InitOutput {
     readonly webclassifier_labels: (a: number) => [number, number];
     readonly webclassifier_limits: (a: number) => [number, number, number];
     readonly webclassifier_profile: (a: number, b: number, c: number, d: number, e: number) => any;
+    readonly webclassifier_profileOperations: (a: number, b: number, c: number, d: number, e: number) => [number, number, number];
     readonly webclassifier_warmUp: (a: number) => any;
     readonly wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___js_sys_cc199da1cf691843___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined___js_sys_cc199da1cf691843___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined_______true_: (a: number, b: number, c: any, d: any) => void;
     readonly wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___wasm_bindgen_c3ff4360e27d94ab___JsValue__core_132a09007f6e6bcf___result__Result_____wasm_bindgen_c3ff4360e27d94ab___JsError___true_: (a: number, b: number, c: any) => [number, number];

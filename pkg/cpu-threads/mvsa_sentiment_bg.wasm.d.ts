@@ -22,6 +22,7 @@ export const webclassifier_inspect: (a: number, b: number, c: number) => [number
 export const webclassifier_labels: (a: number) => [number, number];
 export const webclassifier_limits: (a: number) => [number, number, number];
 export const webclassifier_profile: (a: number, b: number, c: number, d: number, e: number) => any;
+export const webclassifier_profileOperations: (a: number, b: number, c: number, d: number, e: number) => [number, number, number];
 export const webclassifier_warmUp: (a: number) => any;
 export const wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___js_sys_cc199da1cf691843___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined___js_sys_cc199da1cf691843___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined_______true_: (a: number, b: number, c: any, d: any) => void;
 export const wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___wasm_bindgen_c3ff4360e27d94ab___JsValue__core_132a09007f6e6bcf___result__Result_____wasm_bindgen_c3ff4360e27d94ab___JsError___true_: (a: number, b: number, c: any) => [number, number];

@@ -191,6 +191,32 @@ export class WebClassifier {
         return takeFromExternrefTable0(ret[0]);
     }
     /**
+     * One pass of the pretrained encoders operation by operation, as `bench --profile` does
+     * natively: `{image: {operation: ms}, text: {...}}`, each operation's time summed over
+     * the pass (an encoder trained from scratch is left out). For the benchmark's `?ops=1`.
+     * @param {Uint8Array | number[] | null} [image]
+     * @param {string | null} [caption]
+     * @returns {any}
+     */
+    profileOperations(image, caption) {
+        let ptr0, len0, ptr1, len1;
+        try {
+            ptr0 = isLikeNone(image) ? 0 : passArray8ToWasm0(image, wasm.__wbindgen_malloc);
+            len0 = WASM_VECTOR_LEN;
+            ptr1 = isLikeNone(caption) ? 0 : passStringToWasm0(caption, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            len1 = WASM_VECTOR_LEN;
+        } catch (e) {
+            if (ptr1) { wasm.__wbindgen_free(ptr1, len1 * 1, 1); }
+            if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 1, 1); }
+            throw e;
+        }
+        const ret = wasm.webclassifier_profileOperations(this.__wbg_ptr, ptr0, len0, ptr1, len1);
+        if (ret[2]) {
+            throw takeFromExternrefTable0(ret[1]);
+        }
+        return takeFromExternrefTable0(ret[0]);
+    }
+    /**
      * Classify one pair stage by stage, reading each stage's result back before the next
      * starts: `{preprocess, image_encoder, text_encoder, heads}` in milliseconds (for the
      * benchmark; `classify` does not wait between stages).
@@ -435,7 +461,7 @@ function __wbg_get_imports() {
             return ret;
         },
         __wbindgen_generic_0000000000000001: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 2334, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 2338, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
             const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h0531fd743f4bc429);
             return ret;
         },

@@ -16,6 +16,7 @@ export const webclassifier_inspect: (a: number, b: number, c: number) => [number
 export const webclassifier_labels: (a: number) => [number, number];
 export const webclassifier_limits: (a: number) => [number, number, number];
 export const webclassifier_profile: (a: number, b: number, c: number, d: number, e: number) => any;
+export const webclassifier_profileOperations: (a: number, b: number, c: number, d: number, e: number) => [number, number, number];
 export const webclassifier_warmUp: (a: number) => any;
 export const wasm_bindgen__convert__closures_____invoke__h0531fd743f4bc429: (a: number, b: number, c: any) => [number, number];
 export const wasm_bindgen__convert__closures_____invoke__h8c223939539c9d7c: (a: number, b: number, c: any, d: any) => void;

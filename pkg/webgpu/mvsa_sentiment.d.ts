@@ -44,6 +44,12 @@ export class WebClassifier {
      */
     inspect(image: Uint8Array | number[]): any;
     /**
+     * One pass of the pretrained encoders operation by operation, as `bench --profile` does
+     * natively: `{image: {operation: ms}, text: {...}}`, each operation's time summed over
+     * the pass (an encoder trained from scratch is left out). For the benchmark's `?ops=1`.
+     */
+    profileOperations(image?: Uint8Array | number[] | null, caption?: string | null): any;
+    /**
      * Classify one pair stage by stage, reading each stage's result back before the next
      * starts: `{preprocess, image_encoder, text_encoder, heads}` in milliseconds (for the
      * benchmark; `classify` does not wait between stages).
@@ -113,14 +119,15 @@ export interface InitOutput {
     readonly webclassifier_labels: (a: number) => [number, number];
     readonly webclassifier_limits: (a: number) => [number, number, number];
     readonly webclassifier_profile: (a: number, b: number, c: number, d: number, e: number) => any;
+    readonly webclassifier_profileOperations: (a: number, b: number, c: number, d: number, e: number) => [number, number, number];
     readonly webclassifier_warmUp: (a: number) => any;
     readonly wasm_bindgen__convert__closures_____invoke__h060b9a02f6bc4f3d: (a: number, b: number, c: any) => [number, number];
     readonly wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc: (a: number, b: number, c: any) => [number, number];
-    readonly wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_20: (a: number, b: number, c: any) => [number, number];
     readonly wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_21: (a: number, b: number, c: any) => [number, number];
+    readonly wasm_bindgen__convert__closures_____invoke__h0e213c9bc53261bc_22: (a: number, b: number, c: any) => [number, number];
     readonly wasm_bindgen__convert__closures_____invoke__h10d3c3a2961776d2: (a: number, b: number, c: any, d: any) => void;
     readonly wasm_bindgen__convert__closures_____invoke__h44c60ef183727673: (a: number, b: number, c: any) => void;
-    readonly wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_19: (a: number, b: number, c: any) => void;
+    readonly wasm_bindgen__convert__closures_____invoke__h44c60ef183727673_20: (a: number, b: number, c: any) => void;
     readonly __wbindgen_malloc: (a: number, b: number) => number;
     readonly __wbindgen_realloc: (a: number, b: number, c: number, d: number) => number;
     readonly __wbindgen_free: (a: number, b: number, c: number) => void;

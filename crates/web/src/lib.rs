@@ -12,6 +12,8 @@
 #[cfg(feature = "webgpu")]
 mod webgpu;
 
+use std::collections::HashMap;
+
 use burn::prelude::*;
 use js_sys::{Object, Reflect, Uint8Array};
 use mvsa_model::folder::{self, ModelFiles};
@@ -371,6 +373,59 @@ impl WebClassifier {
             heads,
         };
         serde_wasm_bindgen::to_value(&profile).map_err(js_err)
+    }
+
+    /// One pass of the pretrained encoders operation by operation, as `bench --profile` does
+    /// natively: `{image: {operation: ms}, text: {...}}`, each operation's time summed over
+    /// the pass (an encoder trained from scratch is left out). For the benchmark's `?ops=1`.
+    #[wasm_bindgen(js_name = profileOperations)]
+    pub fn profile_operations(
+        &self,
+        image: Option<Vec<u8>>,
+        caption: Option<String>,
+    ) -> Result<JsValue, JsError> {
+        use mvsa_model::model::{ImageEncoder, TextEncoder};
+        if self.backend != "cpu" {
+            // WebGPU queues its work: a step's clock would stop before the GPU ran it.
+            return Err(js_err("operations are profiled on the CPU backend only"));
+        }
+        let pair = Pair {
+            image: image.as_deref(),
+            caption: caption.as_deref(),
+        };
+        let prepared = self.classifier.prepare(pair).map_err(js_err)?;
+        let (images, tokens) = self.classifier.inputs(&[&prepared]);
+        let model = self.classifier.model();
+        let mut image = Operations::default();
+        if let (Some(ImageEncoder::Pretrained(cnn)), Some(images)) = (model.image_encoder(), images)
+        {
+            image.time(|step| drop(cnn.forward_profiled(images, step)));
+        }
+        let mut text = Operations::default();
+        if let (Some(TextEncoder::Pretrained(minilm)), Some(tokens)) =
+            (model.text_encoder(), tokens)
+        {
+            text.time(|step| drop(minilm.encode_profiled(tokens, step)));
+        }
+        let both = HashMap::from([("image", image.0), ("text", text.0)]);
+        both.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+            .map_err(js_err)
+    }
+}
+
+/// Milliseconds per operation of one pass.
+#[derive(Default)]
+struct Operations(HashMap<&'static str, f64>);
+
+impl Operations {
+    /// Runs `pass`, which calls its `step` after each operation.
+    fn time(&mut self, pass: impl FnOnce(&mut (dyn FnMut(&'static str) + Send))) {
+        let mut last = now_ms();
+        pass(&mut |name| {
+            let now = now_ms();
+            *self.0.entry(name).or_default() += now - last;
+            last = now;
+        });
     }
 }
 

@@ -301,8 +301,9 @@ fn mismatch(branch: &str) -> Error {
 
 impl SentimentModel {
     /// The model rearranged to answer faster on the flex CPU backend, computing the same (to
-    /// float rounding): both pretrained encoders moved into the CPU's own kernels
-    /// ([`MobileCnn::for_inference`], [`MiniLm::for_inference`]). For the classifier after
+    /// float rounding): the encoders moved into the CPU's own kernels
+    /// ([`MobileCnn::for_inference`], [`MiniLm::for_inference`],
+    /// [`BiLstmEncoder::for_inference`]). For the classifier after
     /// loading (`config`: the folder's), never for training, writing a folder or another
     /// device; on another device only the image encoder's batch norms are folded.
     pub fn for_inference(mut self, config: &ModelConfig, device: &Device) -> Self {
@@ -318,12 +319,15 @@ impl SentimentModel {
             self.image = Some(Branch { encoder, ..branch });
         }
         let epsilon = match config.text.as_ref().map(|t| &t.encoder) {
-            Some(TextEncoderConfig::MinilmL6(shape)) if cpu => shape.layer_norm_eps,
-            _ => return self,
+            Some(TextEncoderConfig::MinilmL6(shape)) => shape.layer_norm_eps,
+            _ => 0.0,
         };
         if let Some(branch) = self.text.take() {
             let encoder = match branch.encoder {
-                TextEncoder::Pretrained(m) => TextEncoder::Pretrained(m.for_inference(epsilon)),
+                TextEncoder::Pretrained(m) if cpu => {
+                    TextEncoder::Pretrained(m.for_inference(epsilon))
+                }
+                TextEncoder::Scratch(lstm) if cpu => TextEncoder::Scratch(lstm.for_inference()),
                 other => other,
             };
             self.text = Some(Branch { encoder, ..branch });

@@ -160,6 +160,7 @@ fn conv_as_matmul(conv: &Conv, cols: &[f32], plane: usize) -> Vec<f32> {
     out
 }
 
+#[inline(never)]
 fn pointwise(conv: &Conv, x: &Map) -> Map {
     Map {
         data: conv_as_matmul(conv, &x.data, x.h * x.w),
@@ -179,6 +180,7 @@ fn padded(plane: &[f32], x: &Map, rows: (usize, usize), cols: (usize, usize)) ->
 }
 
 /// Any convolution (the stem's) as im2col + gemm; the im2col rows shared out among threads.
+#[inline(never)]
 fn dense(conv: &Conv, x: &Map) -> Map {
     let [inputs, _] = conv.channels;
     let (k, s) = (conv.kernel, conv.stride);
@@ -217,6 +219,7 @@ fn dense(conv: &Conv, x: &Map) -> Map {
 /// `(kh % s, kw % s)`. Computed on rows as wide as a phase's, each tap is then one
 /// multiply-add over the whole plane at once (the columns past `w` are dropped at the end):
 /// long runs the compiler vectorises, even for 7-wide planes.
+#[inline(never)]
 fn depthwise(conv: &Conv, x: &Map) -> Map {
     let (k, s) = (conv.kernel, conv.stride);
     let (top, bottom, h) = conv.pad.around(x.h, k, s);
@@ -225,12 +228,22 @@ fn depthwise(conv: &Conv, x: &Map) -> Map {
     let rows = (x.h + top + bottom).div_ceil(s);
     let width = (x.w + left + right).div_ceil(s);
     let run = (h - 1) * width + w;
+    // The taps run over a band of output rows at a time, small enough that its sums and the
+    // rows they read stay in the L1 cache (a 112 x 112 plane is 50 KB).
+    let band = (512 / width).max(1);
     let channels = conv.channels[1];
     let mut out = vec![0.0; channels * h * w];
+    // Where each tap's run starts in the phases, in the weights' order.
+    let starts: Vec<usize> = (0..k * k)
+        .map(|t| {
+            let (kh, kw) = (t / k, t % k);
+            ((kh % s) * s + kw % s) * rows * width + (kh / s) * width + kw / s
+        })
+        .collect();
     let per = channels.div_ceil(parts(channels, channels * h * w * k * k));
     for_parts(&mut out, per * h * w, |i, part| {
         let mut phases = vec![0.0; s * s * rows * width];
-        let mut acc = vec![0.0; run];
+        let mut acc = vec![0.0; (band * width).min(run)];
         let planes = x.data.chunks_exact(x.h * x.w).skip(i * per);
         for (n, (plane, out)) in planes.zip(part.chunks_exact_mut(h * w)).enumerate() {
             let c = i * per + n;
@@ -254,20 +267,32 @@ fn depthwise(conv: &Conv, x: &Map) -> Map {
                         .for_each(|(p, v)| *p = *v);
                 }
             }
-            acc.fill(0.0);
             let weights = &conv.weight[c * k * k..(c + 1) * k * k];
-            for kh in 0..k {
-                for kw in 0..k {
-                    let phase = (kh % s) * s + kw % s;
-                    let start = phase * rows * width + (kh / s) * width + kw / s;
-                    let tap = weights[kh * k + kw];
-                    let src = &phases[start..start + run];
-                    acc.iter_mut().zip(src).for_each(|(a, v)| *a += tap * v);
+            for first in (0..h).step_by(band) {
+                let (lo, hi) = (first * width, ((first + band) * width).min(run));
+                let acc = &mut acc[..hi - lo];
+                acc.fill(0.0);
+                for (starts, taps) in starts.chunks(3).zip(weights.chunks(3)) {
+                    let src = |t: usize| &phases[starts[t] + lo..starts[t] + hi];
+                    if let [t0, t1, t2] = *taps {
+                        // Three taps per pass over the band: the same sums in the same
+                        // order as one tap at a time, a third of the accumulator's trips.
+                        let (a, b, c) = (src(0), src(1), src(2));
+                        for (((o, a), b), c) in acc.iter_mut().zip(a).zip(b).zip(c) {
+                            *o = *o + t0 * a + t1 * b + t2 * c;
+                        }
+                    } else {
+                        for (t, &tap) in taps.iter().enumerate() {
+                            acc.iter_mut().zip(src(t)).for_each(|(o, v)| *o += tap * v);
+                        }
+                    }
                 }
-            }
-            for (oh, row) in out.chunks_exact_mut(w).enumerate() {
-                row.copy_from_slice(&acc[oh * width..oh * width + w]);
-                finish(conv, c, row);
+                // The band's output rows, finished while they are in cache.
+                let lines = out.chunks_exact_mut(w).skip(first).take(band);
+                for (row, sums) in lines.zip(acc.chunks(width)) {
+                    row.copy_from_slice(&sums[..w]);
+                    finish(conv, c, row);
+                }
             }
         }
     });

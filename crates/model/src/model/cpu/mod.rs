@@ -6,6 +6,7 @@
 //! (the tests hold them to Burn's forward passes within 1e-4); `forward` picks them on the
 //! flex device, the Burn modules run everywhere else (WebGPU, training).
 
+pub mod lstm;
 pub mod minilm;
 pub mod mobile;
 pub mod panels;
