@@ -8,9 +8,11 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use mvsa_model::folder::{self, ValidationSummary};
 use mvsa_model::metrics::Metrics;
+use mvsa_model::model::WeightPlan;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Skipped;
+use crate::pipeline::precision::PlanScore;
 use crate::plots;
 use crate::training::cv::CrossValidation;
 use crate::training::{EpochLog, FeatureTiming, TrainingOptions};
@@ -50,6 +52,14 @@ pub struct MetricsFile {
     pub options: TrainingOptions,
     /// The data folder trained on.
     pub data: String,
+    /// How the folder stores the weights: `options.weights`, with the parts of
+    /// `options.weights_try` the study kept.
+    #[serde(default)]
+    pub weights: Option<WeightPlan>,
+    /// Cross-validated: each plan measured on the folds written and classified end to end,
+    /// f32 first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub precision: Vec<PlanScore>,
 }
 
 impl MetricsFile {

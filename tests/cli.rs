@@ -131,6 +131,54 @@ fn cross_validation_estimates_then_trains_on_every_pair() {
     assert!(confusion.contains("Out of fold, 3-fold cross-validation: accuracy"));
 }
 
+/// `--weights-try` under `--cv`: f32 measured first, then each part in turn on the folds'
+/// written models; the folder is written with the parts kept, and `metrics.json` lists them all.
+#[test]
+fn weights_try_measures_each_part_and_writes_the_kept_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tried");
+    train_small(&fixture(), &out, 2, 3)
+        .args(["--cv", "2", "--weights", "f16"])
+        .args([
+            "--weights-try",
+            "word-embeddings=int4,stem=int8,matrices=int4",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "weights f16,word-embeddings=int4: ",
+        ))
+        .stdout(predicate::str::contains("  written (f16"));
+    let metrics = read_json(&out.join("metrics.json"));
+    let rows = metrics["precision"].as_array().unwrap();
+    let plans: Vec<&str> = rows
+        .iter()
+        .map(|r| r["weights"].as_str().unwrap())
+        .collect();
+    assert_eq!(plans[..3], ["f32", "f16", "f16,word-embeddings=int4"]);
+    assert_eq!(plans.len(), 5, "{plans:?}");
+    assert_eq!(rows[0]["within"], true, "the reference");
+    let bytes = |i: usize| rows[i]["bytes"].as_u64().unwrap();
+    assert!(bytes(1) * 2 < bytes(0) + 64 * 1024, "f16 is half of f32");
+    assert!(bytes(2) < bytes(1), "4-bit embeddings are smaller");
+    // Each row against f32 within the tolerance, or not kept: the plan written is the last
+    // row kept, and its file is the size the study measured.
+    let f32 = (
+        rows[0]["accuracy"].as_f64().unwrap(),
+        rows[0]["macro_f1"].as_f64().unwrap(),
+    );
+    for row in rows {
+        let loss = f32.0 - row["accuracy"].as_f64().unwrap();
+        let f1_loss = f32.1 - row["macro_f1"].as_f64().unwrap();
+        let within = loss <= 0.003 + 1e-9 && f1_loss <= 0.005 + 1e-9;
+        assert_eq!(row["within"], within, "{row}");
+    }
+    let written = rows.iter().rposition(|r| r["within"] == true).unwrap();
+    assert_eq!(metrics["weights"], rows[written.max(1)]["weights"]);
+    let size = std::fs::metadata(out.join("model.bpk")).unwrap().len();
+    assert_eq!(size, bytes(written.max(1)));
+}
+
 /// The shipped model's `guid,tag` file for the fixture folder: the page's folder mode must
 /// write the same bytes (tests/e2e/folder.test.mjs reads this file). `UPDATE_GOLDEN=1`
 /// rewrites it after retraining.

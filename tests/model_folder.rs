@@ -14,6 +14,7 @@ use mvsa_model::model::{TokenBatch, image_batch};
 use mvsa_model::preprocess::TextPreprocessor;
 use mvsa_model::preprocess::{MIN_LATIN_SHARE, latin_share};
 use mvsa_model::{Classifier, Error, ModelConfig, Pair, Prepared};
+use mvsa_sentiment::pipeline::precision::{MAX_ACCURACY_LOSS, MAX_MACRO_F1_LOSS};
 use mvsa_sentiment::report::MetricsFile;
 use mvsa_sentiment::tokenizer::train_tokenizer;
 
@@ -236,18 +237,40 @@ fn shipped_folder_matches(dir: &Path, entry: &ManifestEntry) {
     // A folder written with f16 or int8 weights was re-evaluated end to end as saved, on the
     // same pairs as the trained model (the validation split, or a sample of the training
     // pairs when cross-validated): the rounding costs at most a pair or two (half a point).
+    // 4-bit parts move more of the training pairs that sample holds (the f32 model fits
+    // them finely): up to two points there, kept because the folds lost at most
+    // `MAX_ACCURACY_LOSS` on pairs they had not seen (below).
+    let int4 = metrics.weights.as_ref().is_some_and(|w| w.has_int4());
     if let Some(saved) = &metrics.saved_model {
         let trained = metrics
             .trained_model
             .as_ref()
             .unwrap_or(&metrics.validation);
         assert_eq!(saved.count, trained.count);
+        let slack = if int4 { 0.02 } else { 2.5 / saved.count as f64 };
         assert!(
-            (saved.accuracy - trained.accuracy).abs() <= 2.5 / saved.count as f64,
+            (saved.accuracy - trained.accuracy).abs() <= slack,
             "{} vs {}",
             saved.accuracy,
             trained.accuracy
         );
+    }
+    // Cross-validated, the plan written is the study's last kept one: the folds stored so
+    // and classified end to end stayed within the tolerance of f32, at the file's size.
+    if let Some(written) = metrics
+        .weights
+        .as_ref()
+        .filter(|_| !metrics.precision.is_empty())
+    {
+        let rows = &metrics.precision;
+        let reference = &rows[0];
+        assert_eq!(reference.weights.to_string(), "f32");
+        let row = rows.iter().rfind(|r| &r.weights == written).unwrap();
+        assert!(row.within, "{written} was over the tolerance");
+        assert!(reference.accuracy - row.accuracy <= MAX_ACCURACY_LOSS + 1e-9);
+        assert!(reference.macro_f1 - row.macro_f1 <= MAX_MACRO_F1_LOSS + 1e-9);
+        let size = std::fs::metadata(dir.join(folder::WEIGHTS)).unwrap().len();
+        assert_eq!(size as usize, row.bytes, "{}", dir.display());
     }
     for file in [folder::CURVES, folder::CONFUSION] {
         assert!(dir.join(file).is_file(), "{file} missing");

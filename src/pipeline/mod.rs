@@ -2,6 +2,7 @@
 //! compute what the regime trains on ([`regimes`]), fit, then write the model folder and its
 //! report.
 
+pub mod precision;
 mod regimes;
 
 use std::collections::HashSet;
@@ -9,14 +10,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
-use burn::module::Module;
 use burn::prelude::Device;
+use mvsa_model::ModelConfig;
 use mvsa_model::config::TextEncoderConfig;
 use mvsa_model::folder::ModelFiles;
 use mvsa_model::metrics::Metrics;
-use mvsa_model::model::SentimentModel;
+use mvsa_model::model::{SentimentModel, WeightPlan};
 use mvsa_model::preprocess::{self, ImagePreprocessor, TextPreprocessor};
-use mvsa_model::{Classifier, ModelConfig, Prepared};
 
 use crate::data::{self, LabFolder, Sample, Skipped};
 use crate::listing;
@@ -71,6 +71,9 @@ struct Trained {
     /// The pairs the written folder is checked on, and the trained model's numbers on them.
     check: Vec<usize>,
     check_metrics: Metrics,
+    /// Cross-validated: each fold's pairs held out and its model at the chosen epoch, as it
+    /// would ship.
+    folds: Vec<(Vec<usize>, SentimentModel)>,
 }
 
 impl Trainer<'_> {
@@ -97,12 +100,14 @@ impl Trainer<'_> {
                 image_layers,
             } => self.finetune(&config, text.as_ref(), &data, (layers, image_layers))?,
         };
+        let (weights, precision) = self.precision_study(&config, text.as_ref(), &data, &trained)?;
         // Written and checked beside `out_dir`, then swapped in: a failed or interrupted run
         // leaves the previous folder whole.
         let staging = Staging::new(out_dir)?;
-        self.write_folder(staging.dir(), &config, text.as_ref(), &trained)?;
+        self.write_folder(staging.dir(), &config, text.as_ref(), &trained, &weights)?;
         let saved = self.evaluate_folder(staging.dir(), &data, &trained.check)?;
-        let metrics = self.metrics(data_dir, data, trained, saved, started);
+        let mut metrics = self.metrics(data_dir, data, trained, saved, started);
+        (metrics.weights, metrics.precision) = (Some(weights), precision);
         report::write(staging.dir(), &metrics)?;
         let out_dir = staging.commit()?;
         listing::register_if_listed(&out_dir)?;
@@ -141,6 +146,8 @@ impl Trainer<'_> {
             history: trained.history,
             options: self.config.options.clone(),
             data: data_dir.display().to_string(),
+            weights: None,
+            precision: Vec::new(),
         }
     }
 
@@ -352,14 +359,26 @@ impl Trainer<'_> {
             evaluate::evaluate_as_shipped(&regime, &fitted.model, &on_check, labels, &self.device)?
                 .fused;
         let epochs_run = fitted.history.len();
-        let (history, best_epoch, evaluation, cross_validation) = match cv {
-            Some(cv) => (cv.curve, cv.record.epochs, cv.pooled, Some(cv.record)),
+        let (history, best_epoch, evaluation, cross_validation, folds) = match cv {
+            Some(cv) => {
+                let folds = (cv.folds.into_iter())
+                    .map(|fold| Ok((fold.held_out, regime.finish(fold.model)?)))
+                    .collect::<Result<_>>()?;
+                let epochs = cv.record.epochs;
+                (cv.curve, epochs, cv.pooled, Some(cv.record), folds)
+            }
             None => {
                 let evaluation = fitted
                     .evaluation()
                     .cloned()
                     .context("no epoch was evaluated")?;
-                (fitted.history, fitted.best_epoch, evaluation, None)
+                (
+                    fitted.history,
+                    fitted.best_epoch,
+                    evaluation,
+                    None,
+                    Vec::new(),
+                )
             }
         };
         Ok(Trained {
@@ -372,6 +391,7 @@ impl Trainer<'_> {
             cross_validation,
             check,
             check_metrics,
+            folds,
         })
     }
 
@@ -382,77 +402,12 @@ impl Trainer<'_> {
         config: &ModelConfig,
         text: Option<&TextPreprocessor>,
         trained: &Trained,
+        weights: &WeightPlan,
     ) -> Result<()> {
-        let model = trained.model.clone().stored_as(self.config.options.weights);
-        let weights = model
-            .into_record()
-            .into_bytes()
-            .map_err(|e| anyhow::anyhow!("cannot serialise the weights: {e}"))?
-            .to_vec();
-        let tokenizer = match text {
-            Some(text) => Some(
-                text.tokenizer()
-                    .to_string(true)
-                    .map_err(anyhow::Error::msg)?
-                    .into_bytes(),
-            ),
-            None => None,
-        };
-        let files = ModelFiles {
-            config: config.clone(),
-            tokenizer,
-            weights,
-        };
+        let files = folder_files(config, text, trained.model.clone(), weights)?;
         files
             .write(out_dir)
             .with_context(|| format!("cannot write the model folder {}", out_dir.display()))
-    }
-
-    /// Load the folder just written and classify the `check` pairs end to end, with the
-    /// classifier the page and `predict` use.
-    fn evaluate_folder(&self, dir: &Path, data: &Dataset, check: &[usize]) -> Result<Metrics> {
-        let classifier = Classifier::load(dir, &self.device)?;
-        let images = classifier.image_preprocessor();
-        let valid: Vec<&Sample> = check.iter().map(|&i| &data.samples[i]).collect();
-        self.progress.begin("saved model", valid.len());
-        let mut scores = Vec::with_capacity(valid.len());
-        for chunk in valid.chunks(32) {
-            let prepared = chunk
-                .iter()
-                .map(|s| {
-                    let image = images
-                        .zip(s.image.as_ref())
-                        .map(|(pre, stored)| pre.center(stored));
-                    let tokens = classifier
-                        .text_preprocessor()
-                        .map(|t| t.encode(&s.caption))
-                        .transpose()?;
-                    Ok(Prepared {
-                        image,
-                        tokens,
-                        ..Prepared::default()
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            scores.extend(classifier.run(&prepared)?.into_iter().map(|p| p.scores));
-            self.progress.advance(chunk.len(), None);
-        }
-        self.progress.finish();
-        let actual: Vec<usize> = valid.iter().map(|s| s.label).collect();
-        let labels = &classifier.config().labels;
-        let metrics = Evaluation::new(labels, &scores, &actual).fused;
-        self.progress.note(&format!(
-            "saved model, end to end on {} {} pairs: accuracy {:.4}, macro-F1 {:.4}",
-            valid.len(),
-            if data.held_out.iter().any(|h| *h) {
-                "validation"
-            } else {
-                "training"
-            },
-            metrics.accuracy,
-            metrics.macro_f1
-        ));
-        Ok(metrics)
     }
 }
 
@@ -486,6 +441,30 @@ fn cv_line(cv: &CrossValidation) -> String {
         "{}-fold cross-validation, {} epochs: {}",
         cv.folds, cv.epochs, cv.fused
     )
+}
+
+/// The files of a model folder: `model` stored as `weights` says, `config`, the tokenizer.
+fn folder_files(
+    config: &ModelConfig,
+    text: Option<&TextPreprocessor>,
+    model: SentimentModel,
+    weights: &WeightPlan,
+) -> Result<ModelFiles> {
+    let weights = (model.stored_bytes(weights)).context("cannot serialise the weights")?;
+    let tokenizer = match text {
+        Some(text) => Some(
+            text.tokenizer()
+                .to_string(true)
+                .map_err(anyhow::Error::msg)?
+                .into_bytes(),
+        ),
+        None => None,
+    };
+    Ok(ModelFiles {
+        config: config.clone(),
+        tokenizer,
+        weights,
+    })
 }
 
 /// Each sample's input beside its class.

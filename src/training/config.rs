@@ -5,7 +5,7 @@
 use anyhow::{Result, ensure};
 use mvsa_model::ModelConfig;
 use mvsa_model::config::{ImageBranchConfig, MiniLmConfig, TextBranchConfig, TextEncoderConfig};
-pub use mvsa_model::model::WeightFormat;
+pub use mvsa_model::model::{Choice, WeightFormat, WeightPlan};
 use serde::{Deserialize, Serialize};
 
 /// The small model's caption encoder: a BiLSTM on 40 tokens of a vocabulary of at most 6,000
@@ -103,7 +103,12 @@ pub struct TrainingOptions {
     /// How the model folder stores the weights (the model computes in f32 either way).
     /// Metrics files of the first versions said `half_precision` instead; it reads as f32.
     #[serde(default)]
-    pub weights: WeightFormat,
+    pub weights: WeightPlan,
+    /// With `--cv`: parts to store smaller still, tried in turn on top of `weights`; each is
+    /// kept where the folds, written and classified end to end, stay within the tolerance of
+    /// f32 ([`crate::pipeline::precision`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights_try: Vec<Choice>,
 }
 
 /// The frozen caption encoder a distillation teacher's heads read.
@@ -169,7 +174,8 @@ impl TrainingOptions {
             word_dropout: 0.1,
             distil: 0.0,
             teacher: TeacherText::Minilm,
-            weights: WeightFormat::F16,
+            weights: WeightPlan::uniform(WeightFormat::F16),
+            weights_try: Vec::new(),
         }
     }
 
@@ -179,6 +185,15 @@ impl TrainingOptions {
     pub fn small() -> Self {
         Self {
             distil: 0.5,
+            // MobileNetV2's depthwise and stem kernels are left as they are: 0.05 MB between
+            // them, and the depthwise ones cost 0.3 points in 8 bits (docs/experiments.md).
+            weights_try: choices(&[
+                "pointwise=int8",
+                "pointwise=int4",
+                "word-embeddings=int4",
+                "text-layers=int4",
+                "matrices=int8",
+            ]),
             ..Self::scratch()
         }
     }
@@ -191,7 +206,17 @@ impl TrainingOptions {
             epochs: 8,
             patience: 8,
             finetune_layers: 2,
-            weights: WeightFormat::Int8,
+            weights: WeightPlan::uniform(WeightFormat::Int8),
+            // The largest first: MiniLM's embeddings and layers, then MobileNetV2.
+            weights_try: choices(&[
+                "word-embeddings=int4",
+                "text-layers=int4",
+                "pointwise=int8",
+                "pointwise=int4",
+                "matrices=int4",
+                "depthwise=int8",
+                "stem=int8",
+            ]),
             ..Self::scratch()
         }
     }
@@ -335,6 +360,12 @@ impl TrainingConfig {
             }
         }
     }
+}
+
+/// The presets' `weights_try`, spelled as on the command line.
+fn choices(spelled: &[&str]) -> Vec<Choice> {
+    let parse = |s: &&str| s.parse().expect("a preset's choice parses");
+    spelled.iter().map(parse).collect()
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{Result, ensure};
 use burn::prelude::Device;
 use mvsa_model::metrics::Metrics;
+use mvsa_model::model::SentimentModel;
 use serde::{Deserialize, Serialize};
 
 use super::EpochLog;
@@ -68,11 +69,18 @@ pub struct CrossValidation {
 }
 
 /// Cross-validation's result: its record, every pair's out-of-fold prediction pooled (at the
-/// chosen epoch), and the folds' mean learning curve.
-pub struct Outcome {
+/// chosen epoch), the folds' mean learning curve, and each fold's model at that epoch.
+pub struct Outcome<R: Regime> {
     pub record: CrossValidation,
     pub pooled: Evaluation,
     pub curve: Vec<EpochLog>,
+    pub folds: Vec<Fold<R>>,
+}
+
+/// One fold's pairs held out (indices into the examples) and its model at the chosen epoch.
+pub struct Fold<R: Regime> {
+    pub held_out: Vec<usize>,
+    pub model: SentimentModel<R::Image, R::Text>,
 }
 
 /// Cross-validate `regime` over `examples` in `k` stratified folds (seeded by the options).
@@ -84,7 +92,7 @@ pub fn cross_validate<R: Regime>(
     options: &TrainingOptions,
     device: &Device,
     progress: &dyn Progress,
-) -> Result<Outcome> {
+) -> Result<Outcome<R>> {
     ensure!(k >= 2, "--cv needs at least 2 folds, got {k}");
     ensure!(
         examples.len() >= 2 * k,
@@ -94,7 +102,7 @@ pub fn cross_validate<R: Regime>(
     let started = Instant::now();
     let classes: Vec<usize> = examples.iter().map(|e| e.label).collect();
     let folds = stratified_folds(&classes, k, options.seed);
-    let mut runs = Vec::with_capacity(k);
+    let (mut runs, mut snapshots) = (Vec::with_capacity(k), Vec::with_capacity(k));
     for (n, held_out) in folds.iter().enumerate() {
         progress.note(&format!(
             "fold {} of {k}: {} pairs held out",
@@ -106,11 +114,12 @@ pub fn cross_validate<R: Regime>(
         let (valid, train): (Vec<_>, Vec<_>) = examples.iter().zip(&out).partition(|(_, o)| **o);
         let train: Vec<&Labelled<R::Example>> = train.into_iter().map(|(e, _)| e).collect();
         let valid: Vec<&Labelled<R::Example>> = valid.into_iter().map(|(e, _)| e).collect();
-        let stop = Stop::After(options.epochs);
+        let stop = Stop::EachEpoch(options.epochs);
         let fitted = fit::fit(
             regime, &train, &valid, labels, options, stop, device, progress,
         )?;
         runs.push((fitted.history, fitted.evaluations));
+        snapshots.push(fitted.snapshots);
     }
     let curve = mean_curve(&runs);
     let score = |log: &EpochLog| match options.select {
@@ -138,10 +147,17 @@ pub fn cross_validate<R: Regime>(
         per_fold: at_best.iter().map(|e| e.fused.clone()).collect(),
         seconds: started.elapsed().as_secs_f64(),
     };
+    let folds = (folds.into_iter().zip(snapshots))
+        .map(|(held_out, mut models)| Fold {
+            held_out,
+            model: models.swap_remove(best - 1),
+        })
+        .collect();
     Ok(Outcome {
         record,
         pooled,
         curve,
+        folds,
     })
 }
 

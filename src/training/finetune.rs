@@ -299,14 +299,14 @@ impl Regime for FineTune {
         text.into_iter().chain(image).collect()
     }
 
-    fn finish(self, model: SentimentModel<MobileTop, MiniLmTop>) -> Result<SentimentModel> {
+    fn finish(&self, model: SentimentModel<MobileTop, MiniLmTop>) -> Result<SentimentModel> {
         let text = model
             .text_encoder()
-            .map(|top| TextEncoder::Pretrained(self.lower.join(top.clone())));
-        let image = match (self.image, model.image_encoder()) {
-            (Some(Picture::Frozen(encoder)), _) => Some(encoder),
+            .map(|top| TextEncoder::Pretrained(self.lower.clone().join(top.clone())));
+        let image = match (&self.image, model.image_encoder()) {
+            (Some(Picture::Frozen(encoder)), _) => Some(encoder.clone()),
             (Some(Picture::Tuned { lower, .. }), Some(top)) => {
-                Some(ImageEncoder::Pretrained(lower.join(top.clone())))
+                Some(ImageEncoder::Pretrained(lower.clone().join(top.clone())))
             }
             _ => None,
         };

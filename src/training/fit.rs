@@ -31,6 +31,9 @@ pub enum Stop {
     /// cross-validation folds (all epochs, to average their curves) and the final fit on every
     /// pair (the epoch the folds chose, nothing held out).
     After(usize),
+    /// As `After`, and each epoch's model kept too: cross-validation folds, whose model at the
+    /// epoch the folds choose is written and classified end to end afterwards.
+    EachEpoch(usize),
 }
 
 /// The kept epoch's model, how training went, and the evaluation of every epoch (none when
@@ -40,6 +43,8 @@ pub struct Fitted<R: Regime> {
     pub history: Vec<EpochLog>,
     pub best_epoch: usize,
     pub evaluations: Vec<Evaluation>,
+    /// Each epoch's model, with [`Stop::EachEpoch`] (else empty).
+    pub snapshots: Vec<SentimentModel<R::Image, R::Text>>,
 }
 
 impl<R: Regime> Fitted<R> {
@@ -64,7 +69,7 @@ pub fn fit<R: Regime>(
 ) -> Result<Fitted<R>> {
     let last = match stop {
         Stop::BestValidation => options.epochs,
-        Stop::After(epoch) => epoch.min(options.epochs),
+        Stop::After(epoch) | Stop::EachEpoch(epoch) => epoch.min(options.epochs),
     };
     ensure!(
         !valid.is_empty() || stop != Stop::BestValidation,
@@ -78,7 +83,7 @@ pub fn fit<R: Regime>(
         (train.iter().copied()).chain(regime.unlabelled()).collect();
     let train = train.as_slice();
     let mut learner = Learner::new(regime, train.len(), loss, options, device)?;
-    let (mut history, mut evaluations) = (Vec::new(), Vec::new());
+    let (mut history, mut evaluations, mut snapshots) = (Vec::new(), Vec::new(), Vec::new());
     let mut best: Option<Kept<R>> = None;
     for epoch in 1..=last {
         let started = Instant::now();
@@ -96,11 +101,14 @@ pub fn fit<R: Regime>(
         };
         let improved = match stop {
             Stop::BestValidation => best.as_ref().is_none_or(|b| score > b.score),
-            Stop::After(_) => epoch == last,
+            Stop::After(_) | Stop::EachEpoch(_) => epoch == last,
         };
         progress.note(&epoch_line(&log, improved));
         history.push(log);
         evaluations.extend(evaluation);
+        if let Stop::EachEpoch(_) = stop {
+            snapshots.push(snapshot.clone());
+        }
         if improved {
             best = Some(Kept {
                 score,
@@ -126,6 +134,7 @@ pub fn fit<R: Regime>(
         history,
         best_epoch: kept.epoch,
         evaluations,
+        snapshots,
     })
 }
 

@@ -78,10 +78,8 @@ impl Regime for Heads {
         }
     }
 
-    fn finish(self, model: SentimentModel<Precomputed, Precomputed>) -> Result<SentimentModel> {
-        let pretrained = self
-            .pretrained
-            .context("a teacher's heads are not shipped")?;
+    fn finish(&self, model: SentimentModel<Precomputed, Precomputed>) -> Result<SentimentModel> {
+        let pretrained = (self.pretrained.clone()).context("a teacher's heads are not shipped")?;
         Ok(pretrained.with_heads_of(model))
     }
 }

@@ -155,11 +155,10 @@ impl Regime for Mixed {
     }
 
     /// The frozen picture encoder back under the heads, beside the trained caption encoder.
-    fn finish(self, model: SentimentModel<Precomputed, TextEncoder>) -> Result<SentimentModel> {
+    fn finish(&self, model: SentimentModel<Precomputed, TextEncoder>) -> Result<SentimentModel> {
         let text = model.text_encoder().cloned();
-        let shipped = self
-            .config
-            .init_with(Some(self.image), text, &self.device)?;
+        let image = Some(self.image.clone());
+        let shipped = self.config.init_with(image, text, &self.device)?;
         Ok(shipped.with_heads_of(model))
     }
 }

@@ -93,8 +93,9 @@ pub trait Regime {
         Vec::new()
     }
 
-    /// The trained module as the model that ships: frozen encoders back under the heads.
-    fn finish(self, model: SentimentModel<Self::Image, Self::Text>) -> Result<SentimentModel>;
+    /// The trained module as the model that ships: frozen encoders back under the heads (a
+    /// copy of them: each cross-validation fold's model is finished too).
+    fn finish(&self, model: SentimentModel<Self::Image, Self::Text>) -> Result<SentimentModel>;
 }
 
 /// The classes of a batch as a tensor.

@@ -158,7 +158,7 @@ impl Regime for Scratch {
         }
     }
 
-    fn finish(self, model: SentimentModel) -> Result<SentimentModel> {
+    fn finish(&self, model: SentimentModel) -> Result<SentimentModel> {
         Ok(model)
     }
 }

@@ -27,7 +27,7 @@ use heads::{FusionHead, HeadSet, Heads};
 pub use minilm::{HiddenStates, MiniLm, MiniLmTop};
 pub use mobile::{MobileCnn, MobileTop};
 pub use output::{ModelOutput, PendingScores, Scores};
-pub use precision::{WeightFormat, int8_block};
+pub use precision::{Choice, Part, Storage, WeightFormat, WeightPlan, pack_q4, quant_block};
 use scratch::{BiLstmEncoder, SmallCnn};
 
 /// What turns one part of a pair into a feature vector `[batch, features]`.
