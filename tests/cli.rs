@@ -8,6 +8,7 @@ use std::path::Path;
 use burn::store::ModuleSnapshot;
 use mvsa_model::folder::ModelFiles;
 use mvsa_model::model::SentimentModel;
+use mvsa_sentiment::pipeline::precision::{MAX_ACCURACY_LOSS, MAX_MACRO_F1_LOSS};
 use predicates::prelude::*;
 use serde_json::Value;
 use support::{arg, bin, copy_fixture, fixture, predict, read_json, train, train_small};
@@ -170,7 +171,7 @@ fn weights_try_measures_each_part_and_writes_the_kept_ones() {
     for row in rows {
         let loss = f32.0 - row["accuracy"].as_f64().unwrap();
         let f1_loss = f32.1 - row["macro_f1"].as_f64().unwrap();
-        let within = loss <= 0.003 + 1e-9 && f1_loss <= 0.005 + 1e-9;
+        let within = loss <= MAX_ACCURACY_LOSS + 1e-9 && f1_loss <= MAX_MACRO_F1_LOSS + 1e-9;
         assert_eq!(row["within"], within, "{row}");
     }
     let written = rows.iter().rposition(|r| r["within"] == true).unwrap();
