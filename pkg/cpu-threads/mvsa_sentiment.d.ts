@@ -141,9 +141,9 @@ export interface InitOutput {
     readonly webclassifier_profile: (a: number, b: number, c: number, d: number, e: number) => any;
     readonly webclassifier_profileOperations: (a: number, b: number, c: number, d: number, e: number) => [number, number, number];
     readonly webclassifier_warmUp: (a: number) => any;
-    readonly wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___js_sys_cc199da1cf691843___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined___js_sys_cc199da1cf691843___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined_______true_: (a: number, b: number, c: any, d: any) => void;
+    readonly wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___js_sys_bf55268fe8df8a99___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined___js_sys_bf55268fe8df8a99___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined_______true_: (a: number, b: number, c: any, d: any) => void;
     readonly wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___wasm_bindgen_c3ff4360e27d94ab___JsValue__core_132a09007f6e6bcf___result__Result_____wasm_bindgen_c3ff4360e27d94ab___JsError___true_: (a: number, b: number, c: any) => [number, number];
-    readonly wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___js_sys_cc199da1cf691843___futures__task__wait_async_polyfill__MessageEvent______true_: (a: number, b: number, c: any) => void;
+    readonly wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___js_sys_bf55268fe8df8a99___futures__task__wait_async_polyfill__MessageEvent______true_: (a: number, b: number, c: any) => void;
     readonly wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___wasm_bindgen_c3ff4360e27d94ab___JsValue______true_: (a: number, b: number, c: any) => void;
     readonly memory: WebAssembly.Memory;
     readonly __wbindgen_malloc: (a: number, b: number) => number;

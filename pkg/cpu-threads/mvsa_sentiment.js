@@ -481,7 +481,7 @@ function __wbg_get_imports(memory) {
                     const a = state0.a;
                     state0.a = 0;
                     try {
-                        return wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___js_sys_cc199da1cf691843___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined___js_sys_cc199da1cf691843___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined_______true_(a, state0.b, arg0, arg1);
+                        return wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___js_sys_bf55268fe8df8a99___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined___js_sys_bf55268fe8df8a99___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined_______true_(a, state0.b, arg0, arg1);
                     } finally {
                         state0.a = a;
                     }
@@ -507,7 +507,7 @@ function __wbg_get_imports(memory) {
                     const a = state0.a;
                     state0.a = 0;
                     try {
-                        return wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___js_sys_cc199da1cf691843___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined___js_sys_cc199da1cf691843___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined_______true_(a, state0.b, arg0, arg1);
+                        return wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___js_sys_bf55268fe8df8a99___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined___js_sys_bf55268fe8df8a99___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined_______true_(a, state0.b, arg0, arg1);
                     } finally {
                         state0.a = a;
                     }
@@ -624,17 +624,17 @@ function __wbg_get_imports(memory) {
             return ret;
         },
         __wbindgen_generic_0000000000000001: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 2409, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 2403, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
             const ret = makeMutClosure(arg0, arg1, wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___wasm_bindgen_c3ff4360e27d94ab___JsValue__core_132a09007f6e6bcf___result__Result_____wasm_bindgen_c3ff4360e27d94ab___JsError___true_);
             return ret;
         },
         __wbindgen_generic_0000000000000002: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 2432, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___js_sys_cc199da1cf691843___futures__task__wait_async_polyfill__MessageEvent______true_);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 2405, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___js_sys_bf55268fe8df8a99___futures__task__wait_async_polyfill__MessageEvent______true_);
             return ret;
         },
         __wbindgen_generic_0000000000000003: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 63, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 75, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
             const ret = makeMutClosure(arg0, arg1, wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___wasm_bindgen_c3ff4360e27d94ab___JsValue______true_);
             return ret;
         },
@@ -683,8 +683,8 @@ function __wbg_get_imports(memory) {
     };
 }
 
-function wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___js_sys_cc199da1cf691843___futures__task__wait_async_polyfill__MessageEvent______true_(arg0, arg1, arg2) {
-    wasm.wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___js_sys_cc199da1cf691843___futures__task__wait_async_polyfill__MessageEvent______true_(arg0, arg1, arg2);
+function wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___js_sys_bf55268fe8df8a99___futures__task__wait_async_polyfill__MessageEvent______true_(arg0, arg1, arg2) {
+    wasm.wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___js_sys_bf55268fe8df8a99___futures__task__wait_async_polyfill__MessageEvent______true_(arg0, arg1, arg2);
 }
 
 function wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___wasm_bindgen_c3ff4360e27d94ab___JsValue______true_(arg0, arg1, arg2) {
@@ -698,8 +698,8 @@ function wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___wasm_bin
     }
 }
 
-function wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___js_sys_cc199da1cf691843___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined___js_sys_cc199da1cf691843___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined_______true_(arg0, arg1, arg2, arg3) {
-    wasm.wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___js_sys_cc199da1cf691843___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined___js_sys_cc199da1cf691843___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined_______true_(arg0, arg1, arg2, arg3);
+function wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___js_sys_bf55268fe8df8a99___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined___js_sys_bf55268fe8df8a99___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined_______true_(arg0, arg1, arg2, arg3) {
+    wasm.wasm_bindgen_c3ff4360e27d94ab___convert__closures_____invoke___js_sys_bf55268fe8df8a99___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined___js_sys_bf55268fe8df8a99___Function_fn_wasm_bindgen_c3ff4360e27d94ab___JsValue_____wasm_bindgen_c3ff4360e27d94ab___sys__Undefined_______true_(arg0, arg1, arg2, arg3);
 }
 
 const WebClassifierFinalization = (typeof FinalizationRegistry === 'undefined')

@@ -121,8 +121,8 @@ export interface InitOutput {
     readonly webclassifier_profile: (a: number, b: number, c: number, d: number, e: number) => any;
     readonly webclassifier_profileOperations: (a: number, b: number, c: number, d: number, e: number) => [number, number, number];
     readonly webclassifier_warmUp: (a: number) => any;
-    readonly wasm_bindgen__convert__closures_____invoke__h0531fd743f4bc429: (a: number, b: number, c: any) => [number, number];
-    readonly wasm_bindgen__convert__closures_____invoke__h8c223939539c9d7c: (a: number, b: number, c: any, d: any) => void;
+    readonly wasm_bindgen__convert__closures_____invoke__h1382c5b21216e635: (a: number, b: number, c: any) => [number, number];
+    readonly wasm_bindgen__convert__closures_____invoke__h45eb6507a0b613f5: (a: number, b: number, c: any, d: any) => void;
     readonly __wbindgen_malloc: (a: number, b: number) => number;
     readonly __wbindgen_realloc: (a: number, b: number, c: number, d: number) => number;
     readonly __wbindgen_free: (a: number, b: number, c: number) => void;

@@ -143,9 +143,10 @@ struct Args {
     mirror_tta: bool,
     /// How the model folder stores the weights: f32, f16 or int8 (the caption encoder's and
     /// the heads' matrices in 8 bits, a scale per block of 32 values), then parts stored
-    /// otherwise: `int8,word-embeddings=int4,pointwise=int8` (parts: word-embeddings,
-    /// text-layers, matrices, pointwise, depthwise, stem; precisions: f32, f16, int8, int4).
-    /// The model computes in f32 either way.
+    /// otherwise: `int8,word-embeddings=int4/128,pointwise=int8` (parts: word-embeddings,
+    /// text-layers, matrices, pointwise, depthwise, stem; precisions: f32, f16, int8, int4,
+    /// the last two with a block of up to 8, 16, 32 (the default), 64 or 128 values after a
+    /// slash). The model computes in f32 either way.
     #[arg(long, value_name = "PLAN")]
     weights: Option<WeightPlan>,
     /// With --cv: parts to store smaller, tried in turn on top of --weights

@@ -453,8 +453,9 @@ fn folder_files(
     let weights = (model.stored_bytes(weights)).context("cannot serialise the weights")?;
     let tokenizer = match text {
         Some(text) => Some(
+            // Compact: indented, MiniLM's is 0.71 MB instead of 0.47.
             text.tokenizer()
-                .to_string(true)
+                .to_string(false)
                 .map_err(anyhow::Error::msg)?
                 .into_bytes(),
         ),

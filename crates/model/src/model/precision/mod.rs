@@ -16,9 +16,9 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::tensor::quantization::{
-    Calibration, QuantScheme, QuantStore, QuantValue, ScaleDtype, compute_q_params, compute_range,
+    CalibrationRange, QuantScheme, QuantStore, QuantValue, ScaleDtype, compute_q_params,
 };
-use burn::tensor::{Bytes, DType, FloatDType};
+use burn::tensor::{Bytes, DType, FloatDType, TensorData};
 use serde::{Deserialize, Serialize};
 
 pub use pack::pack_q4;
@@ -79,10 +79,15 @@ impl SentimentModel {
     }
 }
 
-/// The block a parameter of `shape` is quantized in (the values that share one scale), or
-/// `None` where it stays in the float format: vectors, small matrices, or no block divides it.
-pub fn quant_block(shape: &[usize]) -> Option<Vec<usize>> {
-    let divisor = |n: usize| [32, 16, 8].into_iter().find(|b| n.is_multiple_of(*b));
+/// The block a parameter of `shape` is quantized in (the values that share one scale: the
+/// largest power of two up to `size` that divides its side), or `None` where it stays in the
+/// float format: vectors, small matrices, or no block divides it. A block's values are
+/// contiguous in memory.
+pub fn quant_block(shape: &[usize], size: u8) -> Option<Vec<usize>> {
+    let sizes = [128, 64, 32, 16, 8]
+        .into_iter()
+        .filter(|b| *b <= size as usize);
+    let divisor = |n: usize| sizes.clone().find(|b| n.is_multiple_of(*b));
     match *shape {
         // A weight matrix [inputs, outputs] (linear layers, embeddings): along the outputs.
         [inputs, outputs] if inputs * outputs >= 1024 => Some(vec![divisor(outputs)?]),
@@ -125,25 +130,65 @@ fn store<const D: usize>(tensor: Tensor<D>, storage: Storage, float: Storage) ->
     if matches!(tensor.dtype(), DType::QFloat(_)) {
         return tensor;
     }
-    let value = match storage {
+    let (value, size) = match storage {
         Storage::F32 => return tensor,
         Storage::F16 => return tensor.cast(FloatDType::F16),
-        Storage::Int8 => QuantValue::Q8S,
-        Storage::Int4 => QuantValue::Q4S,
+        Storage::Int8(size) => (QuantValue::Q8S, size),
+        Storage::Int4(size) => (QuantValue::Q4S, size),
     };
     let shape = tensor.dims();
     let fits = value == QuantValue::Q8S || shape.iter().product::<usize>().is_multiple_of(8);
-    let Some(block) = quant_block(&shape).filter(|_| fits) else {
+    let Some(block) = quant_block(&shape, size).filter(|_| fits) else {
         return store(tensor, float, float);
     };
+    let range = fitted_range(&tensor, block.iter().product(), value.range().1);
     let block: Vec<u8> = block.into_iter().map(|b| b as u8).collect();
     let scheme = QuantScheme::default()
         .with_value(value)
         .with_store(QuantStore::Native)
         .per_block(block, ScaleDtype::F16);
-    let range = compute_range(&scheme, &tensor, &Calibration::MinMax);
     let qparams = compute_q_params(&scheme, range);
     tensor.quantize(&scheme, qparams)
+}
+
+/// Each block's range (blocks of `block` contiguous values, in order), clipped to where the
+/// block's squared rounding error is least: one large value otherwise widens the step of all
+/// the others (4 bits have 15 levels). What Burn's MinMax calibration gives, where clipping
+/// does not help.
+fn fitted_range<const D: usize>(tensor: &Tensor<D>, block: usize, levels: f32) -> CalibrationRange {
+    let values = tensor.to_data().convert::<f32>();
+    let values = values.as_slice::<f32>().expect("float values");
+    let clips: Vec<f32> = values
+        .chunks(block)
+        .map(|b| least_error_clip(b, levels))
+        .collect();
+    let count = clips.len();
+    let max = Tensor::<1>::from_data(TensorData::new(clips, [count]), &tensor.device());
+    CalibrationRange {
+        min: -max.clone(),
+        max,
+    }
+}
+
+/// Of the block's largest magnitude and 25 clips below it (down to half of it), the one whose
+/// rounding to `levels` steps each side of zero loses least (ties: the widest).
+fn least_error_clip(block: &[f32], levels: f32) -> f32 {
+    let largest = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let error = |clip: f32| {
+        let step = clip / levels;
+        let rounded = |x: f32| (x / step).round().clamp(-levels, levels) * step;
+        block.iter().map(|x| (rounded(*x) - x).powi(2)).sum::<f32>()
+    };
+    if largest == 0.0 {
+        return largest;
+    }
+    let clips = (50..=100)
+        .rev()
+        .step_by(2)
+        .map(|p| largest * p as f32 / 100.0);
+    (clips.map(|clip| (clip, error(clip))))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(largest, |(clip, _)| clip)
 }
 
 struct Dequantize;
@@ -165,20 +210,25 @@ mod tests {
     #[test]
     fn blocks_follow_each_kind_of_parameter() {
         for shape in [vec![384, 1536], vec![30522, 384], vec![1664, 128]] {
-            assert_eq!(quant_block(&shape), Some(vec![32]), "{shape:?}");
+            assert_eq!(quant_block(&shape, 32), Some(vec![32]), "{shape:?}");
+            assert_eq!(quant_block(&shape, 128), Some(vec![128]), "{shape:?}");
         }
-        assert_eq!(quant_block(&[1280, 24]), Some(vec![8]));
-        assert_eq!(quant_block(&[24, 144, 1, 1]), Some(vec![16, 1, 1]));
-        assert_eq!(quant_block(&[96, 1, 3, 3]), Some(vec![1, 3, 3]));
-        assert_eq!(quant_block(&[32, 3, 3, 3]), Some(vec![3, 3, 3]));
-        assert!(quant_block(&[384]).is_none(), "vectors stay float");
-        assert!(quant_block(&[128, 3]).is_none(), "too small to bother");
-        assert!(quant_block(&[8, 12, 1, 1]).is_none(), "no block divides 12");
+        assert_eq!(quant_block(&[1280, 24], 32), Some(vec![8]));
+        assert_eq!(quant_block(&[24, 144, 1, 1], 32), Some(vec![16, 1, 1]));
+        assert_eq!(quant_block(&[24, 960, 1, 1], 128), Some(vec![64, 1, 1]));
+        assert_eq!(quant_block(&[96, 1, 3, 3], 128), Some(vec![1, 3, 3]));
+        assert_eq!(quant_block(&[32, 3, 3, 3], 32), Some(vec![3, 3, 3]));
+        assert!(quant_block(&[384], 32).is_none(), "vectors stay float");
+        assert!(quant_block(&[128, 3], 32).is_none(), "too small to bother");
+        assert!(
+            quant_block(&[8, 12, 1, 1], 32).is_none(),
+            "no block divides 12"
+        );
     }
 
-    /// Every part in its plan's precision: each quantized block comes back within half a step
-    /// of its scale (plus the scale's own f16 rounding), the rest within f16's rounding; 4-bit
-    /// values cost half a byte in the file.
+    /// Every part in its plan's precision: each quantized block comes back with about the
+    /// error of rounding to its largest value's step, or less (a scale on the wrong block would
+    /// be orders of magnitude off), the rest within f16's rounding; 4-bit values cost half a byte in the file.
     #[test]
     fn each_part_comes_back_within_its_precision() {
         let config = crate::ModelConfig::new(
@@ -186,8 +236,8 @@ mod tests {
             Some(TextBranchConfig::scratch(2000, 8)),
         );
         let model = config.init(&Device::flex());
-        let plan: WeightPlan = "f16,word-embeddings=int4,text-layers=int8,matrices=int8,\
-                                pointwise=int4,depthwise=int8,stem=int8"
+        let plan: WeightPlan = "f16,word-embeddings=int4,text-layers=int8/64,matrices=int8,\
+                                pointwise=int4/128,depthwise=int8,stem=int8"
             .parse()
             .unwrap();
         let stored = model.clone().stored_bytes(&plan).unwrap();
@@ -198,31 +248,32 @@ mod tests {
         for ((path, shape, a), (_, _, b)) in weights(&model).iter().zip(&weights(&loaded)) {
             parts.extend(Part::of(path, shape));
             let storage = plan.storage(Part::of(path, shape));
-            let (levels, block) = match (storage, quant_block(shape)) {
-                (Storage::Int8, Some(block)) => (127.0, block),
-                (Storage::Int4, Some(block)) => (7.0, block),
-                _ => {
-                    for (x, y) in a.iter().zip(b) {
-                        assert!((x - y).abs() <= 1e-3 * x.abs() + 1e-7, "{path}: {x} vs {y}");
-                    }
-                    checked[1] += 1;
-                    continue;
+            let (levels, block) = match storage {
+                Storage::Int8(size) => (127.0, quant_block(shape, size)),
+                Storage::Int4(size) => (7.0, quant_block(shape, size)),
+                _ => (0.0, None),
+            };
+            let Some(block) = block else {
+                for (x, y) in a.iter().zip(b) {
+                    assert!((x - y).abs() <= 1e-3 * x.abs() + 1e-7, "{path}: {x} vs {y}");
                 }
+                checked[1] += 1;
+                continue;
             };
             let size: usize = block.iter().product();
             for (x, y) in a.chunks(size).zip(b.chunks(size)) {
-                let step = x.iter().fold(0.0f32, |m, v| m.max(v.abs())) / levels;
-                let worst = x.iter().zip(y).map(|(p, q)| (p - q).abs());
-                let worst = worst.fold(0.0, f32::max);
-                assert!(
-                    worst <= 0.57 * step + 1e-12,
-                    "{path}: {worst} > 0.57 × {step}"
-                );
+                let error: f32 = x.iter().zip(y).map(|(p, q)| (p - q).powi(2)).sum();
+                let widest = rounding_error(x, levels, 1.0);
+                // The f16 scale may be off by up to 2^-10 of itself, for every value alike.
+                let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt();
+                let bound = 1.05 * widest.sqrt() + 1.2e-3 * norm + 1e-9;
+                assert!(error.sqrt() <= bound, "{path}: {error} against {widest}");
             }
-            if storage == Storage::Int4 {
+            let int4 = matches!(storage, Storage::Int4(_));
+            if int4 {
                 int4_values += a.len();
             }
-            checked[if storage == Storage::Int4 { 2 } else { 3 }] += 1;
+            checked[if int4 { 2 } else { 3 }] += 1;
         }
         assert_eq!(parts.len(), 6, "{parts:?}");
         assert!(
@@ -238,6 +289,32 @@ mod tests {
             saved.abs_diff(int4_values / 2) < 16 * 1024,
             "saved {saved} bytes of {int4_values} 4-bit values"
         );
+    }
+
+    /// A block's squared error rounded to `levels` steps each side of zero, the range clipped
+    /// to `fraction` of its largest magnitude.
+    fn rounding_error(block: &[f32], levels: f32, fraction: f32) -> f32 {
+        let step = block.iter().fold(0.0f32, |m, v| m.max(v.abs())) * fraction / levels;
+        let rounded = |x: f32| (x / step).round().clamp(-levels, levels) * step;
+        block.iter().map(|x| (rounded(*x) - x).powi(2)).sum()
+    }
+
+    #[test]
+    fn a_block_is_clipped_only_where_that_loses_less() {
+        // One large value among small ones: 4 bits spend their steps on the small ones.
+        let mut block: Vec<f32> = (0..32)
+            .map(|i| ((i * 7) % 13) as f32 / 13.0 - 0.5)
+            .collect();
+        block[5] = 2.0;
+        let clip = least_error_clip(&block, 7.0);
+        assert!((1.0..2.0).contains(&clip), "{clip}");
+        let error = rounding_error(&block, 7.0, clip / 2.0);
+        let widest = rounding_error(&block, 7.0, 1.0);
+        assert!(error < 0.9 * widest, "{error} against {widest}");
+        // Values on the widest range's steps already: nothing to gain, the range is kept.
+        let exact: Vec<f32> = (-7..=7).map(|i| i as f32 * 0.1).collect();
+        assert_eq!(least_error_clip(&exact, 7.0), exact[14]);
+        assert_eq!(least_error_clip(&[0.0; 8], 7.0), 0.0);
     }
 
     #[test]

@@ -61,10 +61,7 @@ impl Part {
     }
 
     fn name(self) -> &'static str {
-        PARTS
-            .iter()
-            .find(|(p, _)| *p == self)
-            .map_or("?", |(_, n)| n)
+        name_of(&PARTS, self)
     }
 }
 
@@ -73,18 +70,18 @@ impl Part {
 pub enum Storage {
     F32,
     F16,
-    /// Symmetric 8-bit with an f16 scale per block ([`super::quant_block`]).
-    Int8,
-    /// Symmetric 4-bit, the same blocks, eight values to a 32-bit word in the file.
-    Int4,
+    /// Symmetric 8-bit with an f16 scale per block of at most this many values
+    /// ([`super::quant_block`]): `int8`, or `int8/128` for larger blocks.
+    Int8(u8),
+    /// Symmetric 4-bit, blocks the same way, eight values to a 32-bit word in the file.
+    Int4(u8),
 }
 
-const STORAGES: [(Storage, &str); 4] = [
-    (Storage::F32, "f32"),
-    (Storage::F16, "f16"),
-    (Storage::Int8, "int8"),
-    (Storage::Int4, "int4"),
-];
+/// Values per block unless the plan says otherwise (`int4/128`).
+pub const DEFAULT_BLOCK: u8 = 32;
+/// The block sizes a plan may ask for.
+const BLOCKS: [u8; 5] = [8, 16, 32, 64, 128];
+const PRECISIONS: [&str; 4] = ["f32", "f16", "int8", "int4"];
 
 /// One part stored one way: `pointwise=int8`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,7 +128,7 @@ impl WeightPlan {
         }
         match (self.base, part) {
             (WeightFormat::Int8, Part::WordEmbeddings | Part::TextLayers | Part::Matrices) => {
-                Storage::Int8
+                Storage::Int8(DEFAULT_BLOCK)
             }
             _ => float,
         }
@@ -139,7 +136,7 @@ impl WeightPlan {
 
     /// Whether any part is stored in 4 bits (the file then needs packing).
     pub fn has_int4(&self) -> bool {
-        self.choices.iter().any(|c| c.storage == Storage::Int4)
+        (self.choices.iter()).any(|c| matches!(c.storage, Storage::Int4(_)))
     }
 }
 
@@ -171,15 +168,54 @@ impl FromStr for Choice {
             .ok_or_else(|| format!("`{s}` is not PART=PRECISION (e.g. pointwise=int8)"))?;
         Ok(Choice {
             part: parse_in(&PARTS, "part", part.trim())?,
-            storage: parse_in(&STORAGES, "precision", storage.trim())?,
+            storage: storage.trim().parse()?,
         })
     }
 }
 
 impl fmt::Display for Choice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let storage = name_of(&STORAGES, self.storage);
-        write!(f, "{}={storage}", self.part.name())
+        write!(f, "{}={}", self.part.name(), self.storage)
+    }
+}
+
+impl FromStr for Storage {
+    type Err = String;
+
+    /// `f32`, `f16`, `int8`, `int4`; the integer ones may name their block: `int4/128`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, block) = match s.split_once('/') {
+            Some((name, block)) => (name, Some(block)),
+            None => (s, None),
+        };
+        let block = match block {
+            None => DEFAULT_BLOCK,
+            Some(read) => (read.parse().ok())
+                .filter(|b| BLOCKS.contains(b))
+                .ok_or_else(|| unknown("block size", read, &["8", "16", "32", "64", "128"]))?,
+        };
+        match (name, block == DEFAULT_BLOCK) {
+            ("f32", true) => Ok(Storage::F32),
+            ("f16", true) => Ok(Storage::F16),
+            ("int8", _) => Ok(Storage::Int8(block)),
+            ("int4", _) => Ok(Storage::Int4(block)),
+            _ => Err(unknown("precision", s, &PRECISIONS)),
+        }
+    }
+}
+
+impl fmt::Display for Storage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (name, block) = match *self {
+            Storage::F32 => ("f32", DEFAULT_BLOCK),
+            Storage::F16 => ("f16", DEFAULT_BLOCK),
+            Storage::Int8(block) => ("int8", block),
+            Storage::Int4(block) => ("int4", block),
+        };
+        match block {
+            DEFAULT_BLOCK => write!(f, "{name}"),
+            block => write!(f, "{name}/{block}"),
+        }
     }
 }
 
@@ -247,8 +283,8 @@ mod tests {
     fn plans_read_and_print_alike() {
         let plan: WeightPlan = "int8, pointwise=int8,word-embeddings=int4".parse().unwrap();
         assert_eq!(plan.to_string(), "int8,word-embeddings=int4,pointwise=int8");
-        assert_eq!(plan.storage(Some(Part::WordEmbeddings)), Storage::Int4);
-        assert_eq!(plan.storage(Some(Part::TextLayers)), Storage::Int8);
+        assert_eq!(plan.storage(Some(Part::WordEmbeddings)), Storage::Int4(32));
+        assert_eq!(plan.storage(Some(Part::TextLayers)), Storage::Int8(32));
         assert_eq!(plan.storage(Some(Part::Depthwise)), Storage::F16);
         assert_eq!(plan.storage(None), Storage::F16);
         assert!(plan.has_int4());
@@ -258,6 +294,24 @@ mod tests {
         let old: WeightPlan = serde_json::from_str("\"int8\"").unwrap();
         assert_eq!(old, WeightPlan::uniform(WeightFormat::Int8));
         assert!(!old.has_int4());
+    }
+
+    #[test]
+    fn integer_precisions_may_name_their_block() {
+        let plan: WeightPlan = "int8,word-embeddings=int4/128,pointwise=int8/32"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            plan.to_string(),
+            "int8,word-embeddings=int4/128,pointwise=int8"
+        );
+        assert_eq!(plan.storage(Some(Part::WordEmbeddings)), Storage::Int4(128));
+        let json = serde_json::to_string(&plan).unwrap();
+        assert_eq!(serde_json::from_str::<WeightPlan>(&json).unwrap(), plan);
+        let err = "f16,pointwise=int8/100".parse::<WeightPlan>().unwrap_err();
+        assert!(err.contains("`100`") && err.contains("128"), "{err}");
+        let err = "f16,pointwise=f16/64".parse::<WeightPlan>().unwrap_err();
+        assert!(err.contains("`f16/64`"), "{err}");
     }
 
     #[test]
