@@ -174,11 +174,6 @@ fn fitted_range<const D: usize>(tensor: &Tensor<D>, block: usize, levels: f32) -
 /// rounding to `levels` steps each side of zero loses least (ties: the widest).
 fn least_error_clip(block: &[f32], levels: f32) -> f32 {
     let largest = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let error = |clip: f32| {
-        let step = clip / levels;
-        let rounded = |x: f32| (x / step).round().clamp(-levels, levels) * step;
-        block.iter().map(|x| (rounded(*x) - x).powi(2)).sum::<f32>()
-    };
     if largest == 0.0 {
         return largest;
     }
@@ -186,9 +181,16 @@ fn least_error_clip(block: &[f32], levels: f32) -> f32 {
         .rev()
         .step_by(2)
         .map(|p| largest * p as f32 / 100.0);
-    (clips.map(|clip| (clip, error(clip))))
+    (clips.map(|clip| (clip, rounding_error(block, levels, clip))))
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .map_or(largest, |(clip, _)| clip)
+}
+
+/// The squared error of rounding `block` to `levels` steps each side of zero up to `clip`.
+fn rounding_error(block: &[f32], levels: f32, clip: f32) -> f32 {
+    let step = clip / levels;
+    let rounded = |x: f32| (x / step).round().clamp(-levels, levels) * step;
+    block.iter().map(|x| (rounded(*x) - x).powi(2)).sum()
 }
 
 struct Dequantize;
@@ -263,7 +265,8 @@ mod tests {
             let size: usize = block.iter().product();
             for (x, y) in a.chunks(size).zip(b.chunks(size)) {
                 let error: f32 = x.iter().zip(y).map(|(p, q)| (p - q).powi(2)).sum();
-                let widest = rounding_error(x, levels, 1.0);
+                let largest = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                let widest = rounding_error(x, levels, largest);
                 // The f16 scale may be off by up to 2^-10 of itself, for every value alike.
                 let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt();
                 let bound = 1.05 * widest.sqrt() + 1.2e-3 * norm + 1e-9;
@@ -291,14 +294,6 @@ mod tests {
         );
     }
 
-    /// A block's squared error rounded to `levels` steps each side of zero, the range clipped
-    /// to `fraction` of its largest magnitude.
-    fn rounding_error(block: &[f32], levels: f32, fraction: f32) -> f32 {
-        let step = block.iter().fold(0.0f32, |m, v| m.max(v.abs())) * fraction / levels;
-        let rounded = |x: f32| (x / step).round().clamp(-levels, levels) * step;
-        block.iter().map(|x| (rounded(*x) - x).powi(2)).sum()
-    }
-
     #[test]
     fn a_block_is_clipped_only_where_that_loses_less() {
         // One large value among small ones: 4 bits spend their steps on the small ones.
@@ -308,8 +303,8 @@ mod tests {
         block[5] = 2.0;
         let clip = least_error_clip(&block, 7.0);
         assert!((1.0..2.0).contains(&clip), "{clip}");
-        let error = rounding_error(&block, 7.0, clip / 2.0);
-        let widest = rounding_error(&block, 7.0, 1.0);
+        let error = rounding_error(&block, 7.0, clip);
+        let widest = rounding_error(&block, 7.0, 2.0);
         assert!(error < 0.9 * widest, "{error} against {widest}");
         // Values on the widest range's steps already: nothing to gain, the range is kept.
         let exact: Vec<f32> = (-7..=7).map(|i| i as f32 * 0.1).collect();
