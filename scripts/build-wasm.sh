@@ -82,16 +82,6 @@ threads_flags=(
 )
 CARGO_ENCODED_RUSTFLAGS=$(IFS=$'\x1f'; echo "${threads_flags[*]}") TOOLCHAIN="$NIGHTLY" \
   build cpu-threads --features threads -Z build-std=panic_abort,std
-# CubeCL's kernel builders (its frontend, IR and optimiser, the cubek kernel families, pliron)
-# run once per kernel, when it is first compiled, never per answer. Optimised for size, they
-# take 6.2 MB off the module's 35.6 (0.6 MB gzip; docs/benchmarks.md). The crates that
-# dispatch each operation (cubecl-runtime, -wgpu, Burn's fusion) keep opt-level 3. Only this
-# build runs them, so only it is told.
-small=()
-for crate in cubecl-std cubecl-core cubecl-ir cubecl-opt cubek-matmul cubek-tile cubek-reduce \
-  cubek-quant cubek-random cubek-std cubek-convolution cubek-attention cubek-interpolate \
-  cubek-pool pliron combine; do
-  small+=(--config "profile.release.package.$crate.opt-level=\"s\"")
-done
-build webgpu --features webgpu "${small[@]}"
+# CubeCL's kernel builders are built for size there (Cargo.toml says which and why).
+build webgpu --features webgpu
 ls -l pkg/*
