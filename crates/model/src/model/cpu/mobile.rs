@@ -6,9 +6,9 @@
 //! - a pointwise (1x1) convolution is one gemm (the crate flex's own matmul calls) per tile
 //!   of output columns, its bias and ReLU6 applied to the tile while it is still in cache;
 //! - a depthwise convolution works a channel at a time on a zero-padded copy of its plane,
-//!   split into even and odd columns at stride 2, so that every tap is a contiguous
-//!   multiply-add the compiler vectorises; bias and ReLU6 per output row;
-//! - the stem is im2col + the same gemm.
+//!   split into even and odd columns at stride 2, so that every tap is a contiguous run the
+//!   compiler vectorises; a 3x3 kernel's nine taps in one pass, bias and ReLU6 on the way out;
+//! - the stem is im2col (contiguous copies from the same split planes) + the same gemm.
 //!
 //! With threads (natively, and the page's threaded module), a convolution's output channels
 //! are shared out among them.
@@ -168,28 +168,24 @@ fn pointwise(conv: &Conv, x: &Map) -> Map {
     }
 }
 
-/// A channel's plane with zeros around it: `(values, rows, columns)`.
-fn padded(plane: &[f32], x: &Map, rows: (usize, usize), cols: (usize, usize)) -> Vec<f32> {
-    let width = x.w + cols.0 + cols.1;
-    let mut out = vec![0.0; (x.h + rows.0 + rows.1) * width];
-    for (r, row) in plane.chunks_exact(x.w).enumerate() {
-        let start = (r + rows.0) * width + cols.0;
-        out[start..start + x.w].copy_from_slice(row);
-    }
-    out
-}
-
-/// Any convolution (the stem's) as im2col + gemm; the im2col rows shared out among threads.
+/// Any convolution (the stem's) as im2col + gemm. Each im2col row is a run of `w` values
+/// from each output row's place in the input's phases (see [`depthwise`]): contiguous copies,
+/// where reading the padded plane at stride 2 moved one value at a time. The rows are shared
+/// out among threads.
 #[inline(never)]
 fn dense(conv: &Conv, x: &Map) -> Map {
     let [inputs, _] = conv.channels;
-    let (k, s) = (conv.kernel, conv.stride);
-    let (top, bottom, h) = conv.pad.around(x.h, k, s);
-    let (left, right, w) = conv.pad.around(x.w, k, s);
-    let width = x.w + left + right;
-    let planes: Vec<Vec<f32>> = (x.data.chunks_exact(x.h * x.w).take(inputs))
-        .map(|plane| padded(plane, x, (top, bottom), (left, right)))
-        .collect();
+    let k = conv.kernel;
+    let (phases, h, w) = Phases::new(conv, x);
+    let size = phases.len();
+    let mut split = vec![0.0; inputs * size];
+    let planes = x.data.chunks_exact(x.h * x.w);
+    for (plane, split) in planes.zip(split.chunks_exact_mut(size)) {
+        for (ih, line) in plane.chunks_exact(x.w).enumerate() {
+            phases.split(line, ih, split);
+        }
+    }
+    let starts = phases.starts(k);
     // One row per input channel and tap, in the weights' order.
     let rows = inputs * k * k;
     let mut cols = vec![0.0; rows * h * w];
@@ -197,12 +193,9 @@ fn dense(conv: &Conv, x: &Map) -> Map {
     for_parts(&mut cols, per * h * w, |i, part| {
         for (n, row) in part.chunks_exact_mut(h * w).enumerate() {
             let r = i * per + n;
-            let (p, kh, kw) = (&planes[r / (k * k)], r % (k * k) / k, r % k);
+            let from = &split[r / (k * k) * size + starts[r % (k * k)]..];
             for (oh, out) in row.chunks_exact_mut(w).enumerate() {
-                let line = &p[(oh * s + kh) * width + kw..];
-                out.iter_mut()
-                    .zip(line.iter().step_by(s))
-                    .for_each(|(o, v)| *o = *v);
+                copy(out, &from[oh * phases.width..][..w]);
             }
         }
     });
@@ -216,50 +209,128 @@ fn dense(conv: &Conv, x: &Map) -> Map {
 /// A depthwise convolution, channel by channel. Output row `oh`, column `j` reads padded
 /// value `(s·oh + kh, s·j + kw)`: the padded plane is split into its `s²` phases (rows and
 /// columns by their remainder mod `s`), where that is `(oh + kh / s, j + kw / s)` of phase
-/// `(kh % s, kw % s)`. Computed on rows as wide as a phase's, each tap is then one
-/// multiply-add over the whole plane at once (the columns past `w` are dropped at the end):
-/// long runs the compiler vectorises, even for 7-wide planes.
+/// `(kh % s, kw % s)`. Computed on rows as wide as a phase's, the taps are then multiply-adds
+/// over the whole plane at once (the columns past `w` are dropped at the end): long runs the
+/// compiler vectorises, even for 7-wide planes.
 #[inline(never)]
 fn depthwise(conv: &Conv, x: &Map) -> Map {
-    let (k, s) = (conv.kernel, conv.stride);
-    let (top, bottom, h) = conv.pad.around(x.h, k, s);
-    let (left, right, w) = conv.pad.around(x.w, k, s);
-    // Padded sizes rounded up to whole phases (the extra zeros are never read).
-    let rows = (x.h + top + bottom).div_ceil(s);
-    let width = (x.w + left + right).div_ceil(s);
-    let run = (h - 1) * width + w;
+    let k = conv.kernel;
+    let (phases, h, w) = Phases::new(conv, x);
+    let (width, run) = (phases.width, (h - 1) * phases.width + w);
     // The taps run over a band of output rows at a time, small enough that its sums and the
     // rows they read stay in the L1 cache (a 112 x 112 plane is 50 KB).
     let band = (512 / width).max(1);
     let channels = conv.channels[1];
     let mut out = vec![0.0; channels * h * w];
-    // Where each tap's run starts in the phases, in the weights' order.
-    let starts: Vec<usize> = (0..k * k)
-        .map(|t| {
-            let (kh, kw) = (t / k, t % k);
-            ((kh % s) * s + kw % s) * rows * width + (kh / s) * width + kw / s
-        })
-        .collect();
+    let starts = phases.starts(k);
     let per = channels.div_ceil(parts(channels, channels * h * w * k * k));
     for_parts(&mut out, per * h * w, |i, part| {
-        let mut phases = vec![0.0; s * s * rows * width];
+        // Every channel writes the same places, so the zeros around them stay from here on.
+        let mut split = vec![0.0; phases.len()];
         let mut acc = vec![0.0; (band * width).min(run)];
         let planes = x.data.chunks_exact(x.h * x.w).skip(i * per);
         for (n, (plane, out)) in planes.zip(part.chunks_exact_mut(h * w)).enumerate() {
             let c = i * per + n;
-            phases.fill(0.0);
             for (ih, line) in plane.chunks_exact(x.w).enumerate() {
-                let (r, rp) = ((ih + top) / s, (ih + top) % s);
+                phases.split(line, ih, &mut split);
+            }
+            let weights = &conv.weight[c * k * k..(c + 1) * k * k];
+            for first in (0..h).step_by(band) {
+                let (lo, hi) = (first * width, ((first + band) * width).min(run));
+                let acc = &mut acc[..hi - lo];
+                taps(acc, weights, |t| &split[starts[t] + lo..starts[t] + hi]);
+                // The band's output rows, finished while they are in cache.
+                let lines = out.chunks_exact_mut(w).skip(first).take(band);
+                for (row, sums) in lines.zip(acc.chunks(width)) {
+                    finish_from(conv, c, row, sums);
+                }
+            }
+        }
+    });
+    Map { data: out, h, w }
+}
+
+/// Where a channel's plane goes in its `s²` phases, one after the other, each `rows` of
+/// `width` (zero padding included).
+struct Phases {
+    s: usize,
+    top: usize,
+    left: usize,
+    rows: usize,
+    width: usize,
+}
+
+impl Phases {
+    /// The phases of `x` for `conv`, with the output's height and width.
+    fn new(conv: &Conv, x: &Map) -> (Self, usize, usize) {
+        let (k, s) = (conv.kernel, conv.stride);
+        let (top, bottom, h) = conv.pad.around(x.h, k, s);
+        let (left, right, w) = conv.pad.around(x.w, k, s);
+        let phases = Phases {
+            s,
+            top,
+            left,
+            // Padded sizes rounded up to whole phases (the extra zeros are never read).
+            rows: (x.h + top + bottom).div_ceil(s),
+            width: (x.w + left + right).div_ceil(s),
+        };
+        (phases, h, w)
+    }
+
+    /// Values in all the phases.
+    fn len(&self) -> usize {
+        self.s * self.s * self.rows * self.width
+    }
+
+    /// Where each tap of a `k x k` kernel starts reading, in the weights' order: output
+    /// `(oh, j)` reads `starts[tap] + oh * width + j`.
+    fn starts(&self, k: usize) -> Vec<usize> {
+        let s = self.s;
+        let tap = |t: usize| self.at((t / k) % s, (t % k) % s, (t / k) / s) + (t % k) / s;
+        (0..k * k).map(tap).collect()
+    }
+
+    /// Where row `r` of phase `(rp, cp)` starts.
+    fn at(&self, rp: usize, cp: usize, r: usize) -> usize {
+        ((rp * self.s + cp) * self.rows + r) * self.width
+    }
+
+    /// Input row `ih` (`line`) into its place in the phases.
+    fn split(&self, line: &[f32], ih: usize, phases: &mut [f32]) {
+        let (s, left) = (self.s, self.left);
+        let (r, rp) = ((ih + self.top) / s, (ih + self.top) % s);
+        match s {
+            1 => {
+                let at = self.at(0, 0, r) + left;
+                copy(&mut phases[at..at + line.len()], line);
+            }
+            2 => {
+                // Padded column `left + 2m` is value `m + left / 2` of phase `left % 2`, the
+                // next one `m + ⌈left / 2⌉` of the other phase. Pair by pair is a pattern the
+                // compiler turns into vector shuffles; a strided copy moved one value at a time.
+                let even = self.at(rp, left % 2, r) + left / 2;
+                let odd = self.at(rp, 1 - left % 2, r) + left.div_ceil(2);
+                let pairs = line.len() / 2;
+                let (lo, hi) = phases.split_at_mut(even.max(odd));
+                let (first, second) = (&mut lo[even.min(odd)..][..pairs], &mut hi[..pairs]);
+                let (evens, odds) = if even < odd {
+                    (first, second)
+                } else {
+                    (second, first)
+                };
+                let pairs_in = line.chunks_exact(2);
+                for ((e, o), pair) in evens.iter_mut().zip(odds.iter_mut()).zip(pairs_in) {
+                    (*e, *o) = (pair[0], pair[1]);
+                }
+                if line.len() % 2 == 1 {
+                    phases[even + pairs] = line[line.len() - 1];
+                }
+            }
+            _ => {
                 for cp in 0..s {
                     // The first column in this phase, and where it lands.
                     let first = (cp + s - left % s) % s;
-                    let at = ((rp * s + cp) * rows + r) * width + (first + left) / s;
-                    if s == 1 {
-                        // A row copy; `step_by` moved one value at a time, a quarter of the
-                        // stride-1 convolutions' time.
-                        phases[at..at + line.len()].copy_from_slice(line);
-                        continue;
-                    }
+                    let at = self.at(rp, cp, r) + (first + left) / s;
                     let values = line.iter().skip(first).step_by(s);
                     phases[at..]
                         .iter_mut()
@@ -267,34 +338,56 @@ fn depthwise(conv: &Conv, x: &Map) -> Map {
                         .for_each(|(p, v)| *p = *v);
                 }
             }
-            let weights = &conv.weight[c * k * k..(c + 1) * k * k];
-            for first in (0..h).step_by(band) {
-                let (lo, hi) = (first * width, ((first + band) * width).min(run));
-                let acc = &mut acc[..hi - lo];
-                acc.fill(0.0);
-                for (starts, taps) in starts.chunks(3).zip(weights.chunks(3)) {
-                    let src = |t: usize| &phases[starts[t] + lo..starts[t] + hi];
-                    if let [t0, t1, t2] = *taps {
-                        // Three taps per pass over the band: the same sums in the same
-                        // order as one tap at a time, a third of the accumulator's trips.
-                        let (a, b, c) = (src(0), src(1), src(2));
-                        for (((o, a), b), c) in acc.iter_mut().zip(a).zip(b).zip(c) {
-                            *o = *o + t0 * a + t1 * b + t2 * c;
-                        }
-                    } else {
-                        for (t, &tap) in taps.iter().enumerate() {
-                            acc.iter_mut().zip(src(t)).for_each(|(o, v)| *o += tap * v);
-                        }
-                    }
-                }
-                // The band's output rows, finished while they are in cache.
-                let lines = out.chunks_exact_mut(w).skip(first).take(band);
-                for (row, sums) in lines.zip(acc.chunks(width)) {
-                    row.copy_from_slice(&sums[..w]);
-                    finish(conv, c, row);
-                }
-            }
         }
-    });
-    Map { data: out, h, w }
+    }
+}
+
+/// `acc = Σ_t weights[t] · src(t)`, all of a 3x3 kernel's nine taps in one pass over `acc`
+/// (the same sums in the same order as one tap at a time, a ninth of the trips through
+/// memory). Nine runs apart, not one run read at offsets 0, 1, 2: given those, the compiler
+/// builds the shifted vectors with shuffles, slower here than loads.
+fn taps<'a>(acc: &mut [f32], weights: &[f32], src: impl Fn(usize) -> &'a [f32]) {
+    let n = acc.len();
+    let &[w0, w1, w2, w3, w4, w5, w6, w7, w8] = weights else {
+        acc.fill(0.0);
+        for (t, &tap) in weights.iter().enumerate() {
+            acc.iter_mut().zip(src(t)).for_each(|(o, v)| *o += tap * v);
+        }
+        return;
+    };
+    let [a, b, c, d, e, f, g, h, i] = std::array::from_fn(|t| &src(t)[..n]);
+    for j in 0..n {
+        acc[j] = w0 * a[j]
+            + w1 * b[j]
+            + w2 * c[j]
+            + w3 * d[j]
+            + w4 * e[j]
+            + w5 * f[j]
+            + w6 * g[j]
+            + w7 * h[j]
+            + w8 * i[j];
+    }
+}
+
+/// `row = finished(sums)`: [`finish`] on the way out of the sums.
+fn finish_from(conv: &Conv, channel: usize, row: &mut [f32], sums: &[f32]) {
+    let b = conv.bias[channel];
+    let pairs = row.iter_mut().zip(sums);
+    if conv.relu6 {
+        pairs.for_each(|(o, v)| *o = (*v + b).clamp(0.0, 6.0));
+    } else {
+        pairs.for_each(|(o, v)| *o = *v + b);
+    }
+}
+
+/// `dst = src`, four values at a time: rows of 7 to 28 values copied inline, where a call to
+/// the memory copy cost more than the copy.
+fn copy(dst: &mut [f32], src: &[f32]) {
+    let (mut d, mut s) = (dst.chunks_exact_mut(4), src.chunks_exact(4));
+    for (d, s) in (&mut d).zip(&mut s) {
+        let d: &mut [f32; 4] = d.try_into().expect("4 values");
+        *d = s.try_into().expect("4 values");
+    }
+    let rest = d.into_remainder().iter_mut().zip(s.remainder());
+    rest.for_each(|(d, s)| *d = *s);
 }
